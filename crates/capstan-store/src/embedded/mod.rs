@@ -1,0 +1,216 @@
+//! The embedded backend: one SQLite file in WAL mode, one writer thread doing group commit,
+//! a pool of read-only connections, and watches fed by the writer's broadcast.
+
+mod reader;
+mod schema;
+mod watch;
+mod writer;
+
+use crate::store::{check_value_size, lease_ttl_seconds};
+use crate::{
+    Deleted, KeyValue, LeaseId, RangeRequest, RangeResult, Result, Revision, Store, StoreError,
+    WatchRequest, Watcher,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use reader::Db;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use writer::{CommittedBatch, WriteOp, WriteOutcome, WriteRequest, Writer};
+
+/// Writes queued for the writer before callers wait for room.
+const WRITE_QUEUE: usize = 8192;
+
+/// Commits remembered for watches that are following live; one that falls further behind
+/// replays from the database.
+const BROADCAST_BUFFER: usize = 1024;
+
+/// How the embedded store is set up.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The database file; its directory must exist.
+    pub path: PathBuf,
+    /// How often expired leases are looked for.
+    pub lease_check_interval: Duration,
+    /// How often the write-ahead log is copied into the database file.
+    pub checkpoint_interval: Duration,
+}
+
+impl EmbeddedConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            path: path.into(),
+            lease_check_interval: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The embedded datastore. Cloning is cheap; the store closes when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Arc<Db>,
+    writes: mpsc::Sender<WriteRequest>,
+    events: broadcast::Sender<Arc<CommittedBatch>>,
+}
+
+impl EmbeddedStore {
+    /// Opens the database at `config.path`, creating it if absent. A damaged file, or one that
+    /// is not a Capstan datastore, is refused with [`StoreError::Corrupt`] naming the file.
+    /// Must be called inside a tokio runtime.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self> {
+        let path = config.path.clone();
+        let (conn, state) = tokio::task::spawn_blocking(move || schema::open_writer(&path))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        let db = Arc::new(Db::new(config.path.clone(), state.revision));
+        let (events, _) = broadcast::channel(BROADCAST_BUFFER);
+        let (writes, requests) = mpsc::channel(WRITE_QUEUE);
+        let next_lease_expiry = Arc::new(AtomicI64::new(i64::MIN));
+        let writer = Writer {
+            conn,
+            db: Arc::clone(&db),
+            events: events.clone(),
+            next_lease_expiry: Arc::clone(&next_lease_expiry),
+        };
+        std::thread::Builder::new()
+            .name("capstan-store-writer".into())
+            .spawn(move || writer.run(requests))
+            .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
+        let inner = Arc::new(Inner { db, writes, events });
+        tokio::spawn(expire_leases(Arc::downgrade(&inner), next_lease_expiry, config.lease_check_interval));
+        spawn_checkpointer(&config.path, Arc::downgrade(&inner), config.checkpoint_interval)?;
+        tracing::info!(path = %config.path.display(), revision = state.revision,
+            compacted = state.compacted, "embedded datastore open");
+        Ok(EmbeddedStore { inner })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.db.path
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
+        self.inner.write(op).await
+    }
+}
+
+impl Inner {
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.writes.send(WriteRequest { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.inner.db.revision.load(Ordering::Acquire))
+    }
+
+    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<(Option<KeyValue>, Revision)> {
+        let key = key.to_owned();
+        self.inner.db.read(move |reader| reader.get(&key, revision)).await
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResult> {
+        self.inner.db.read(move |reader| reader.range(&request)).await
+    }
+
+    async fn create(&self, key: &str, value: Bytes, lease: Option<LeaseId>) -> Result<KeyValue> {
+        check_value_size(key, &value)?;
+        match self.write(WriteOp::Create { key: key.to_owned(), value, lease }).await? {
+            WriteOutcome::Put(kv) => Ok(kv),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<KeyValue> {
+        check_value_size(key, &value)?;
+        match self.write(WriteOp::Update { key: key.to_owned(), value, expected, lease }).await? {
+            WriteOutcome::Put(kv) => Ok(kv),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Deleted> {
+        match self.write(WriteOp::Delete { key: key.to_owned(), expected }).await? {
+            WriteOutcome::Deleted(deleted) => Ok(deleted),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn watch(&self, request: WatchRequest) -> Result<Watcher> {
+        watch::start(&self.inner.db, &self.inner.events, request)
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.write(WriteOp::Compact { revision }).await.map(drop)
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        match self.write(WriteOp::GrantLease { ttl_seconds: lease_ttl_seconds(ttl) }).await? {
+            WriteOutcome::Lease(lease) => Ok(lease),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        self.write(WriteOp::RevokeLease { lease }).await.map(drop)
+    }
+}
+
+/// The writer answered a write with the outcome of another kind of write: a bug.
+fn unexpected(outcome: &WriteOutcome) -> StoreError {
+    StoreError::Config(format!("datastore writer answered with an unexpected {outcome:?}"))
+}
+
+/// Asks the writer to expire leases whenever the soonest one is due, until the store closes.
+async fn expire_leases(store: Weak<Inner>, next_expiry: Arc<AtomicI64>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        // i64::MIN until the writer first looked: a lease may have expired while Capstan was
+        // down.
+        if next_expiry.load(Ordering::Acquire) > writer::now_ms() {
+            continue;
+        }
+        match store.write(WriteOp::ExpireLeases).await {
+            Ok(_) => {}
+            Err(StoreError::Closed) => return,
+            Err(error) => tracing::warn!(%error, "expiring datastore leases failed"),
+        }
+    }
+}
+
+/// Copies the write-ahead log into the database file on a thread of its own, so that no
+/// commit waits for a checkpoint. PASSIVE never blocks the writer or readers.
+fn spawn_checkpointer(path: &Path, store: Weak<Inner>, every: Duration) -> Result<()> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| schema::classify(path, e))?;
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("capstan-store-checkpoint".into())
+        .spawn(move || {
+            while store.strong_count() > 0 {
+                std::thread::sleep(every);
+                let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(error) = checkpoint {
+                    tracing::warn!(path = %path.display(), %error, "datastore checkpoint failed");
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))
+}
