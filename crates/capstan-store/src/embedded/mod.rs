@@ -60,6 +60,8 @@ struct Inner {
     db: Arc<Db>,
     writes: mpsc::Sender<WriteRequest>,
     events: broadcast::Sender<Arc<CommittedBatch>>,
+    /// Dropped with the store, which tells the checkpoint thread to finish at once.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl EmbeddedStore {
@@ -85,9 +87,9 @@ impl EmbeddedStore {
             .name("capstan-store-writer".into())
             .spawn(move || writer.run(requests))
             .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
-        let inner = Arc::new(Inner { db, writes, events });
+        let checkpointer = spawn_checkpointer(&config.path, config.checkpoint_interval)?;
+        let inner = Arc::new(Inner { db, writes, events, _checkpointer: checkpointer });
         tokio::spawn(expire_leases(Arc::downgrade(&inner), next_lease_expiry, config.lease_check_interval));
-        spawn_checkpointer(&config.path, Arc::downgrade(&inner), config.checkpoint_interval)?;
         tracing::info!(path = %config.path.display(), revision = state.revision,
             compacted = state.compacted, "embedded datastore open");
         Ok(EmbeddedStore { inner })
@@ -195,22 +197,23 @@ async fn expire_leases(store: Weak<Inner>, next_expiry: Arc<AtomicI64>, every: D
 }
 
 /// Copies the write-ahead log into the database file on a thread of its own, so that no
-/// commit waits for a checkpoint. PASSIVE never blocks the writer or readers.
-fn spawn_checkpointer(path: &Path, store: Weak<Inner>, every: Duration) -> Result<()> {
+/// commit waits for a checkpoint. PASSIVE never blocks the writer or readers. The thread ends
+/// when the returned sender is dropped.
+fn spawn_checkpointer(path: &Path, every: Duration) -> Result<std::sync::mpsc::Sender<()>> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| schema::classify(path, e))?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let path = path.to_owned();
     std::thread::Builder::new()
         .name("capstan-store-checkpoint".into())
         .spawn(move || {
-            while store.strong_count() > 0 {
-                std::thread::sleep(every);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 if let Err(error) = checkpoint {
                     tracing::warn!(path = %path.display(), %error, "datastore checkpoint failed");
                 }
             }
         })
-        .map(drop)
-        .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))
+        .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(stop)
 }

@@ -82,6 +82,11 @@ impl Db {
     pub(super) fn sqlite(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { path: self.path.clone(), source }
     }
+
+    /// Closes the idle read connections (a read in progress keeps its own until it ends).
+    pub(super) fn close_readers(&self) {
+        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
 }
 
 /// One read transaction.

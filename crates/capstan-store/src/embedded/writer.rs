@@ -81,6 +81,12 @@ impl Writer {
             }
             self.commit(queued);
         }
+        // The store is closed. Readers go first, so that the last connection to close is a
+        // read-write one, which folds the write-ahead log into the file and removes it.
+        self.db.close_readers();
+        if let Err(error) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(path = %self.db.path.display(), %error, "final datastore checkpoint failed");
+        }
         tracing::debug!(path = %self.db.path.display(), "datastore writer stopped");
     }
 
