@@ -24,10 +24,16 @@ impl EtcdServer {
     /// `/usr/bin/etcd`. Requests of up to 2 MiB are allowed, so that Capstan's 1.5 MiB values
     /// fit with room for the key and framing.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_in(&std::env::temp_dir())
+    }
+
+    /// Like `start`, with the member's data in a new directory under `parent` (benchmarks put
+    /// it beside the store they compare with, on the same disk).
+    pub fn start_in(parent: &std::path::Path) -> anyhow::Result<Self> {
         let mut last_error = None;
         // A port found free may be taken by a concurrent test before etcd binds it.
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(parent) {
                 Ok(server) => return Ok(server),
                 Err(error) => last_error = Some(error),
             }
@@ -35,12 +41,12 @@ impl EtcdServer {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
     }
 
-    fn try_start() -> anyhow::Result<Self> {
+    fn try_start(parent: &std::path::Path) -> anyhow::Result<Self> {
         let binary = std::env::var_os("CAPSTAN_ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
         if !binary.exists() {
             bail!("{} not found: install Debian's etcd-server (cargo xtask test does)", binary.display());
         }
-        let dir = tempfile::Builder::new().prefix("capstan-etcd-").tempdir()?;
+        let dir = tempfile::Builder::new().prefix("capstan-etcd-").tempdir_in(parent)?;
         let client_port = free_loopback_port()?;
         let peer_port = free_loopback_port()?;
         let client_url = format!("http://127.0.0.1:{client_port}");

@@ -9,12 +9,15 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Most writes committed in one transaction: bounds the latency one commit adds to the writes
 /// queued behind it.
 const MAX_BATCH: usize = 1024;
+
+/// Longest a batch waits for writers to come back (see `Writer::gather`).
+const MAX_LINGER: Duration = Duration::from_micros(150);
 
 /// A change to make, as queued for the writer.
 #[derive(Debug)]
@@ -71,14 +74,10 @@ struct Batch {
 impl Writer {
     /// Serves write requests until every sender is gone.
     pub(super) fn run(mut self, mut requests: mpsc::Receiver<WriteRequest>) {
+        let mut previous_batch = 1;
         while let Some(first) = requests.blocking_recv() {
-            let mut queued = vec![first];
-            while queued.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(request) => queued.push(request),
-                    Err(_) => break,
-                }
-            }
+            let queued = gather(first, &mut requests, previous_batch);
+            previous_batch = queued.len();
             self.commit(queued);
         }
         // The store is closed. Readers go first, so that the last connection to close is a
@@ -142,6 +141,36 @@ impl Writer {
             .unwrap_or(None);
         self.next_lease_expiry.store(next.unwrap_or(i64::MAX), Ordering::Release);
     }
+}
+
+/// Collects the writes for one transaction: everything queued, and, when the previous batch
+/// was larger, up to `MAX_LINGER` more waiting for it to fill again. Writers answered by the
+/// previous commit come back within microseconds; without the wait they would straggle into a
+/// run of small commits, each paying a whole fsync. A lone writer never waits.
+fn gather(
+    first: WriteRequest,
+    requests: &mut mpsc::Receiver<WriteRequest>,
+    previous_batch: usize,
+) -> Vec<WriteRequest> {
+    let mut queued = vec![first];
+    let mut deadline = None;
+    while queued.len() < MAX_BATCH {
+        match requests.try_recv() {
+            Ok(request) => queued.push(request),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if queued.len() >= previous_batch {
+                    break;
+                }
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + MAX_LINGER);
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+    queued
 }
 
 /// Applies one write inside the batch's transaction. The outer error aborts the whole batch
