@@ -1,2 +1,96 @@
-//! placeholder
-fn main() {}
+//! Capstan's developer tasks, run as `cargo xtask <task>`:
+//! - `up`: install missing system packages, build, start a one-node Capstan in the background;
+//! - `down`: stop what `up` started;
+//! - `test`: install what the tests need, then formatting, lints and every test;
+//! - `bench store`: the datastore benchmark, embedded against etcd.
+
+mod apt;
+mod bench;
+mod cluster;
+mod test;
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  up [--data-dir DIR]     install missing packages, build, start a one-node Capstan
+  down [--data-dir DIR]   stop the Capstan that `up` started
+  test                    install what the tests need; run fmt, clippy and every test
+  bench store             benchmark the embedded datastore against etcd, side by side
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(error) = run(&args) {
+        eprintln!("xtask: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["up", rest @ ..] => cluster::up(&data_dir(rest)?),
+        ["down", rest @ ..] => cluster::down(&data_dir(rest)?),
+        ["test"] => test::run(),
+        ["bench", "store"] => bench::store(),
+        ["bench", ..] => bail!("unknown benchmark; available: store\n\n{USAGE}"),
+        ["-h" | "--help" | "help"] | [] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("unknown task {:?}\n\n{USAGE}", args.join(" ")),
+    }
+}
+
+/// `--data-dir DIR`, or the default: `/var/lib/capstan` for root, else
+/// `~/.local/share/capstan`.
+fn data_dir(args: &[&str]) -> anyhow::Result<PathBuf> {
+    match args {
+        [] => Ok(if apt::is_root() {
+            PathBuf::from("/var/lib/capstan")
+        } else {
+            let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+            Path::new(&home).join(".local/share/capstan")
+        }),
+        ["--data-dir", dir] => Ok(PathBuf::from(dir)),
+        _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root (xtask's parent directory).
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_owned()
+}
+
+/// The target directory cargo builds into.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Prints a step header, the way every task shows its progress.
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// Runs a command in the workspace root, failing with the command line if it fails.
+fn run_command(command: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}

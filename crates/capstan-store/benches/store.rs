@@ -38,19 +38,26 @@ struct Figures {
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; nothing else is expected.
-    let seconds: u64 = std::env::var("CAPSTAN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 =
+        std::env::var("CAPSTAN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let run_for = Duration::from_secs(seconds);
-    let base = std::env::var_os("CAPSTAN_BENCH_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let base = std::env::var_os("CAPSTAN_BENCH_DIR")
+        .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run(run_for, base))
 }
 
 async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("capstan-bench-").tempdir_in(&base)?;
     let etcd_dir = dir.path().to_owned();
-    let etcd = tokio::task::spawn_blocking(move || capstan_testkit::EtcdServer::start_in(&etcd_dir)).await??;
-    let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("state.db"))).await?);
-    let etcd_store: Arc<dyn Store> = Arc::new(EtcdStore::connect(EtcdConfig::new(vec![etcd.client_url()])).await?);
+    let etcd =
+        tokio::task::spawn_blocking(move || capstan_testkit::EtcdServer::start_in(&etcd_dir))
+            .await??;
+    let embedded: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("state.db"))).await?);
+    let etcd_store: Arc<dyn Store> =
+        Arc::new(EtcdStore::connect(EtcdConfig::new(vec![etcd.client_url()])).await?);
     let backends = [("embedded", embedded), ("etcd", etcd_store)];
     eprintln!(
         "capstan store benchmark: data in {}, {}s per workload, etcd 3.4 pid {}",
@@ -64,7 +71,9 @@ async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
         let mut figures = Vec::new();
         for (name, store) in &backends {
             eprintln!("  writes, {writers} writers, {name} ...");
-            let measured = writes(store.clone(), writers, run_for).await.with_context(|| format!("{name} writes"))?;
+            let measured = writes(store.clone(), writers, run_for)
+                .await
+                .with_context(|| format!("{name} writes"))?;
             eprintln!("    {}", show(&measured));
             figures.push(measured);
         }
@@ -73,7 +82,8 @@ async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
     let mut figures = Vec::new();
     for (name, store) in &backends {
         eprintln!("  range reads of {RANGE_KEYS} keys, {RANGE_READERS} readers, {name} ...");
-        let measured = range_reads(store.clone(), run_for).await.with_context(|| format!("{name} reads"))?;
+        let measured =
+            range_reads(store.clone(), run_for).await.with_context(|| format!("{name} reads"))?;
         eprintln!("    {}", show(&measured));
         figures.push(measured);
     }
@@ -81,7 +91,8 @@ async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
     let mut figures = Vec::new();
     for (name, store) in &backends {
         eprintln!("  watch delivery to {WATCHERS} watchers, {name} ...");
-        let measured = watch_latency(store.clone()).await.with_context(|| format!("{name} watch"))?;
+        let measured =
+            watch_latency(store.clone()).await.with_context(|| format!("{name} watch"))?;
         eprintln!("    {}", show(&measured));
         figures.push(measured);
     }
@@ -138,7 +149,12 @@ async fn range_reads(store: Arc<dyn Store>, run_for: Duration) -> Result<Figures
                 let mut latencies = Vec::new();
                 while started.elapsed() < run_for {
                     let begin = Instant::now();
-                    let page = store.range(RangeRequest { prefix: "/bench/range/".into(), ..Default::default() }).await?;
+                    let page = store
+                        .range(RangeRequest {
+                            prefix: "/bench/range/".into(),
+                            ..Default::default()
+                        })
+                        .await?;
                     latencies.push(begin.elapsed());
                     anyhow::ensure!(page.kvs.len() == RANGE_KEYS, "read {} keys", page.kvs.len());
                 }
@@ -196,7 +212,9 @@ async fn watch_latency(store: Arc<dyn Store>) -> Result<Figures> {
     }
     let mut latencies = Vec::with_capacity(WATCHERS * WATCH_WRITES);
     for receiver in receivers {
-        for (revision, at) in tokio::time::timeout(Duration::from_secs(60), receiver).await???.into_iter() {
+        for (revision, at) in
+            tokio::time::timeout(Duration::from_secs(60), receiver).await???.into_iter()
+        {
             let begin = sent.get(&revision).context("an event for a revision never written")?;
             latencies.push(at.duration_since(*begin));
         }
@@ -207,10 +225,16 @@ async fn watch_latency(store: Arc<dyn Store>) -> Result<Figures> {
 fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
     let at = |fraction: f64| {
-        let index = ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        let index = ((latencies.len() as f64 * fraction).ceil() as usize)
+            .clamp(1, latencies.len().max(1))
+            - 1;
         latencies.get(index).copied().unwrap_or_default()
     };
-    Figures { ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
+    Figures {
+        ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
 }
 
 fn ms(duration: Duration) -> String {
@@ -223,7 +247,9 @@ fn show(figures: &Figures) -> String {
 
 fn print_table(rows: &[(String, Vec<Figures>)]) {
     println!();
-    println!("| workload | embedded ops/s | embedded p50 | embedded p99 | etcd ops/s | etcd p50 | etcd p99 | throughput embedded/etcd | p99 embedded/etcd |");
+    println!(
+        "| workload | embedded ops/s | embedded p50 | embedded p99 | etcd ops/s | etcd p50 | etcd p99 | throughput embedded/etcd | p99 embedded/etcd |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, figures) in rows {
         let (embedded, etcd) = (figures[0], figures[1]);
@@ -240,10 +266,16 @@ fn print_table(rows: &[(String, Vec<Figures>)]) {
         );
     }
     println!();
-    for (name, figures) in rows.iter().filter(|(name, _)| name.contains("16 writer") || name.contains("128 writer")) {
+    for (name, figures) in
+        rows.iter().filter(|(name, _)| name.contains("16 writer") || name.contains("128 writer"))
+    {
         let (embedded, etcd) = (figures[0], figures[1]);
         let ratio = embedded.ops_per_sec / etcd.ops_per_sec;
         let verdict = if ratio >= 2.0 && embedded.p99 <= etcd.p99 { "meets" } else { "MISSES" };
-        println!("target (>= 2x etcd write throughput, p99 no worse) for {name}: {ratio:.2}x, p99 {} vs {} -> {verdict}", ms(embedded.p99), ms(etcd.p99));
+        println!(
+            "target (>= 2x etcd write throughput, p99 no worse) for {name}: {ratio:.2}x, p99 {} vs {} -> {verdict}",
+            ms(embedded.p99),
+            ms(etcd.p99)
+        );
     }
 }

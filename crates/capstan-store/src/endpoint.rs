@@ -71,7 +71,10 @@ mod tests {
         let etcd: DatastoreEndpoint = "etcd://10.0.0.1:2379, 10.0.0.2:2379".parse().unwrap();
         assert_eq!(
             etcd,
-            DatastoreEndpoint::Etcd(vec!["http://10.0.0.1:2379".into(), "http://10.0.0.2:2379".into()])
+            DatastoreEndpoint::Etcd(vec![
+                "http://10.0.0.1:2379".into(),
+                "http://10.0.0.2:2379".into()
+            ])
         );
     }
 

@@ -87,7 +87,11 @@ impl EtcdStore {
     }
 
     /// Maps the etcd errors that have a meaning in the Store contract.
-    async fn map_error(&self, error: etcd_client::Error, requested: Option<Revision>) -> StoreError {
+    async fn map_error(
+        &self,
+        error: etcd_client::Error,
+        requested: Option<Revision>,
+    ) -> StoreError {
         let message = error.to_string();
         if message.contains("required revision has been compacted") {
             return StoreError::Compacted { requested: requested.unwrap_or(0), compacted: None };
@@ -112,7 +116,11 @@ impl EtcdStore {
     }
 
     /// The current value from the `or_else` branch of a failed guarded transaction.
-    fn current_from(&self, response: &etcd_client::TxnResponse, key: &str) -> Result<Option<KeyValue>> {
+    fn current_from(
+        &self,
+        response: &etcd_client::TxnResponse,
+        key: &str,
+    ) -> Result<Option<KeyValue>> {
         for op in response.op_responses() {
             if let TxnOpResponse::Get(get) = op {
                 return get.kvs().first().map(|kv| self.key_value(kv)).transpose();
@@ -158,7 +166,11 @@ impl Store for EtcdStore {
         header_revision(response.header())
     }
 
-    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<(Option<KeyValue>, Revision)> {
+    async fn get(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<(Option<KeyValue>, Revision)> {
         let mut options = GetOptions::new();
         if let Some(revision) = revision {
             options = options.with_revision(revision);
@@ -215,26 +227,47 @@ impl Store for EtcdStore {
             let current = self.current_from(&response, key)?.ok_or_else(|| {
                 StoreError::EtcdProtocol(format!("create of {key:?} failed, but the key is absent"))
             })?;
-            return Err(StoreError::AlreadyExists { key: key.to_owned(), current: Box::new(current) });
+            return Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+                current: Box::new(current),
+            });
         }
         let revision = header_revision(response.header())?;
-        Ok(KeyValue { key: key.to_owned(), value, create_revision: revision, mod_revision: revision, lease })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+            lease,
+        })
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<KeyValue> {
         check_value_size(key, &value)?;
         let full = self.full_key(key);
         let txn = Txn::new()
             .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected)])
-            .and_then([
-                TxnOp::put(full.clone(), value.to_vec(), Some(Self::put_options(lease).with_prev_key())),
-            ])
+            .and_then([TxnOp::put(
+                full.clone(),
+                value.to_vec(),
+                Some(Self::put_options(lease).with_prev_key()),
+            )])
             .or_else([TxnOp::get(full, None)]);
         let response = self.txn(txn, lease).await?;
         if !response.succeeded() {
             return Err(match self.current_from(&response, key)? {
                 None => StoreError::NotFound { key: key.to_owned() },
-                Some(current) => StoreError::Conflict { key: key.to_owned(), expected, current: Box::new(current) },
+                Some(current) => StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected,
+                    current: Box::new(current),
+                },
             });
         }
         let revision = header_revision(response.header())?;
@@ -245,7 +278,9 @@ impl Store for EtcdStore {
                 TxnOpResponse::Put(put) => put.prev_key().map(|prev| prev.create_revision()),
                 _ => None,
             })
-            .ok_or_else(|| StoreError::EtcdProtocol(format!("update of {key:?} returned no previous value")))?;
+            .ok_or_else(|| {
+                StoreError::EtcdProtocol(format!("update of {key:?} returned no previous value"))
+            })?;
         Ok(KeyValue { key: key.to_owned(), value, create_revision, mod_revision: revision, lease })
     }
 
@@ -264,9 +299,11 @@ impl Store for EtcdStore {
         let response = self.txn(txn, None).await?;
         if !response.succeeded() {
             return Err(match (self.current_from(&response, key)?, expected) {
-                (Some(current), Some(expected)) => {
-                    StoreError::Conflict { key: key.to_owned(), expected, current: Box::new(current) }
-                }
+                (Some(current), Some(expected)) => StoreError::Conflict {
+                    key: key.to_owned(),
+                    expected,
+                    current: Box::new(current),
+                },
                 _ => StoreError::NotFound { key: key.to_owned() },
             });
         }
@@ -278,7 +315,9 @@ impl Store for EtcdStore {
                 TxnOpResponse::Delete(delete) => delete.prev_kvs().first().cloned(),
                 _ => None,
             })
-            .ok_or_else(|| StoreError::EtcdProtocol(format!("delete of {key:?} returned no previous value")))?;
+            .ok_or_else(|| {
+                StoreError::EtcdProtocol(format!("delete of {key:?} returned no previous value"))
+            })?;
         Ok(Deleted { revision, prev: self.key_value(&prev)? })
     }
 
@@ -291,12 +330,22 @@ impl Store for EtcdStore {
         if request.prefix {
             options = options.with_range(prefix_end(&full).unwrap_or_else(|| vec![0]));
         }
-        let stream = self.client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .watch(full, Some(options)).await?;
+        let stream = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .watch(full, Some(options))
+            .await?;
         let (responses, responses_rx) = mpsc::channel(64);
         let (progress_tx, progress_requests) = mpsc::channel(1);
         let prefix = self.prefix.clone();
-        tokio::spawn(follow_watch(stream, prefix, request.start_revision, responses, progress_requests));
+        tokio::spawn(follow_watch(
+            stream,
+            prefix,
+            request.start_revision,
+            responses,
+            progress_requests,
+        ));
         Ok(Watcher::new(responses_rx, progress_tx))
     }
 
@@ -365,7 +414,11 @@ async fn follow_watch(
 }
 
 /// What one etcd watch response means for the watcher, if anything.
-fn relay(prefix: &str, start_revision: Revision, response: &etcd_client::WatchResponse) -> Result<Option<WatchResponse>> {
+fn relay(
+    prefix: &str,
+    start_revision: Revision,
+    response: &etcd_client::WatchResponse,
+) -> Result<Option<WatchResponse>> {
     if response.canceled() {
         if response.compact_revision() > 0 {
             return Err(StoreError::Compacted {
@@ -373,7 +426,10 @@ fn relay(prefix: &str, start_revision: Revision, response: &etcd_client::WatchRe
                 compacted: Some(response.compact_revision()),
             });
         }
-        return Err(StoreError::EtcdProtocol(format!("watch canceled: {}", response.cancel_reason())));
+        return Err(StoreError::EtcdProtocol(format!(
+            "watch canceled: {}",
+            response.cancel_reason()
+        )));
     }
     if response.created() && response.events().is_empty() {
         return Ok(None);
@@ -385,7 +441,9 @@ fn relay(prefix: &str, start_revision: Revision, response: &etcd_client::WatchRe
         .events()
         .iter()
         .map(|event| {
-            let kv = event.kv().ok_or_else(|| StoreError::EtcdProtocol("watch event without a key".into()))?;
+            let kv = event
+                .kv()
+                .ok_or_else(|| StoreError::EtcdProtocol("watch event without a key".into()))?;
             let kind = match event.event_type() {
                 etcd_client::EventType::Put => EventKind::Put,
                 etcd_client::EventType::Delete => EventKind::Delete,

@@ -1,8 +1,7 @@
 //! The `Store` trait: the contract between the API server and a datastore backend.
 
 use crate::{
-    Deleted, KeyValue, LeaseId, RangeRequest, RangeResult, Result, Revision, WatchRequest,
-    Watcher,
+    Deleted, KeyValue, LeaseId, RangeRequest, RangeResult, Result, Revision, WatchRequest, Watcher,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -35,8 +34,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The key's value now, or as of `revision`; `None` when the key does not exist (then).
     /// Also returns the revision the read observed.
-    async fn get(&self, key: &str, revision: Option<Revision>)
-    -> Result<(Option<KeyValue>, Revision)>;
+    async fn get(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<(Option<KeyValue>, Revision)>;
 
     /// One page of the keys under a prefix, in key order, all as of one revision.
     async fn range(&self, request: RangeRequest) -> Result<RangeResult>;

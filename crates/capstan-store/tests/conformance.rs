@@ -166,7 +166,9 @@ async fn delete_is_guarded_by_revision(store: &dyn Store) -> Result<()> {
     ensure!(deleted.prev.value == value("b"));
     // The key can be created again, with a new create revision.
     let again = store.create("/things/a", value("v3"), None).await?;
-    ensure!(again.create_revision == again.mod_revision && again.create_revision > deleted.revision);
+    ensure!(
+        again.create_revision == again.mod_revision && again.create_revision > deleted.revision
+    );
     Ok(())
 }
 
@@ -176,7 +178,10 @@ async fn failed_writes_take_no_revision(store: &dyn Store) -> Result<()> {
     let _ = store.update("/things/a", value("stale"), created.mod_revision - 1, None).await;
     let _ = store.delete("/things/a", Some(created.mod_revision + 100)).await;
     let _ = store.delete("/things/missing", None).await;
-    ensure!(store.current_revision().await? == created.mod_revision, "a failed write took a revision");
+    ensure!(
+        store.current_revision().await? == created.mod_revision,
+        "a failed write took a revision"
+    );
     let next = store.create("/things/b", value("b"), None).await?;
     ensure!(next.mod_revision == created.mod_revision + 1, "revisions are not consecutive");
     Ok(())
@@ -221,7 +226,9 @@ async fn range_pages_at_one_consistent_revision(store: &dyn Store) -> Result<()>
         .await?;
     ensure!(first.kvs.len() == 10 && first.next.is_some(), "first page: {} keys", first.kvs.len());
     // Change the range between pages: the later pages must not see it.
-    let changed = store.update("/r/item-15", value("changed"), expected["/r/item-15"].mod_revision, None).await?;
+    let changed = store
+        .update("/r/item-15", value("changed"), expected["/r/item-15"].mod_revision, None)
+        .await?;
     store.delete("/r/item-20", None).await?;
     store.create("/r/item-12b", value("new"), None).await?;
 
@@ -241,7 +248,8 @@ async fn range_pages_at_one_consistent_revision(store: &dyn Store) -> Result<()>
         seen.extend(page.kvs);
         next = page.next;
     }
-    let seen_map: BTreeMap<String, KeyValue> = seen.iter().map(|kv| (kv.key.clone(), kv.clone())).collect();
+    let seen_map: BTreeMap<String, KeyValue> =
+        seen.iter().map(|kv| (kv.key.clone(), kv.clone())).collect();
     ensure!(seen.len() == seen_map.len(), "a key was listed twice");
     ensure!(seen_map == expected, "the pages differ from the state at the first page's revision");
     ensure!(seen.windows(2).all(|pair| pair[0].key < pair[1].key), "not in key order");
@@ -249,11 +257,13 @@ async fn range_pages_at_one_consistent_revision(store: &dyn Store) -> Result<()>
     // A fresh read sees the changes.
     let now = store.range(RangeRequest { prefix: "/r/".into(), ..Default::default() }).await?;
     ensure!(now.next.is_none() && now.kvs.len() == 25, "{} keys now", now.kvs.len());
-    ensure!(now.kvs.iter().any(|kv| *kv == changed));
+    ensure!(now.kvs.contains(&changed));
     ensure!(now.kvs.iter().all(|kv| kv.key != "/r/item-20"));
     ensure!(now.revision >= changed.mod_revision);
     // A limit that exactly fits leaves no next page.
-    let exact = store.range(RangeRequest { prefix: "/r/".into(), limit: Some(25), ..Default::default() }).await?;
+    let exact = store
+        .range(RangeRequest { prefix: "/r/".into(), limit: Some(25), ..Default::default() })
+        .await?;
     ensure!(exact.kvs.len() == 25 && exact.next.is_none(), "exact limit: next {:?}", exact.next);
     Ok(())
 }
@@ -333,7 +343,12 @@ async fn watch_from_revision_is_exact_while_eight_writers_run(store: &dyn Store)
         .map(|event| (event.revision(), event.kv.key, event.kind))
         .collect();
     ensure!(got.windows(2).all(|pair| pair[0].0 < pair[1].0), "events out of order or duplicated");
-    ensure!(got.len() == expected.len(), "{} events delivered, {} expected", got.len(), expected.len());
+    ensure!(
+        got.len() == expected.len(),
+        "{} events delivered, {} expected",
+        got.len(),
+        expected.len()
+    );
     ensure!(got == expected, "delivered events differ from the acknowledged writes");
     // Nothing more arrives for the watched prefix.
     watcher.request_progress();
@@ -391,7 +406,11 @@ async fn watch_and_reads_below_compaction_are_expired(store: &dyn Store) -> Resu
     // Below the compaction point: expired.
     ensure!(is_compacted(&store.get("/c/a", Some(compact_at - 1)).await), "get below compaction");
     let range_below = store
-        .range(RangeRequest { prefix: "/c/".into(), revision: Some(compact_at - 1), ..Default::default() })
+        .range(RangeRequest {
+            prefix: "/c/".into(),
+            revision: Some(compact_at - 1),
+            ..Default::default()
+        })
         .await;
     ensure!(is_compacted(&range_below), "range below compaction: {range_below:?}");
     match store.watch(WatchRequest::prefix("/c/", compact_at - 1)).await {
@@ -404,7 +423,11 @@ async fn watch_and_reads_below_compaction_are_expired(store: &dyn Store) -> Resu
     }
     // At the compaction point the state is intact.
     let state = store
-        .range(RangeRequest { prefix: "/c/".into(), revision: Some(compact_at), ..Default::default() })
+        .range(RangeRequest {
+            prefix: "/c/".into(),
+            revision: Some(compact_at),
+            ..Default::default()
+        })
         .await?;
     let keys: Vec<&str> = state.kvs.iter().map(|kv| kv.key.as_str()).collect();
     ensure!(keys == ["/c/a", "/c/b", "/c/old"], "state at the compaction point: {keys:?}");
@@ -415,7 +438,10 @@ async fn watch_and_reads_below_compaction_are_expired(store: &dyn Store) -> Resu
     let mut watcher = store.watch(WatchRequest::prefix("/c/", compact_at)).await?;
     let events = events_through(&mut watcher, after.mod_revision).await?;
     let revisions: Vec<Revision> = events.iter().map(Event::revision).collect();
-    ensure!(revisions == [compact_at, after.mod_revision], "events from the compaction point: {revisions:?}");
+    ensure!(
+        revisions == [compact_at, after.mod_revision],
+        "events from the compaction point: {revisions:?}"
+    );
     Ok(())
 }
 
@@ -425,7 +451,9 @@ async fn progress_notifications_report_delivered_revision(store: &dyn Store) -> 
     let at_start = store.current_revision().await?;
     watcher.request_progress();
     match next_item(&mut watcher).await? {
-        WatchResponse::Progress(revision) => ensure!(revision >= at_start, "progress {revision} < {at_start}"),
+        WatchResponse::Progress(revision) => {
+            ensure!(revision >= at_start, "progress {revision} < {at_start}")
+        }
         other => bail!("expected progress, got {other:?}"),
     }
     let mut last = 0;
@@ -441,7 +469,9 @@ async fn progress_notifications_report_delivered_revision(store: &dyn Store) -> 
         watcher.request_progress();
         match next_item(&mut watcher).await? {
             WatchResponse::Progress(revision) if revision >= elsewhere => break,
-            WatchResponse::Progress(revision) => ensure!(revision >= last, "progress went back to {revision}"),
+            WatchResponse::Progress(revision) => {
+                ensure!(revision >= last, "progress went back to {revision}")
+            }
             WatchResponse::Events(events) => bail!("unexpected events {events:?}"),
         }
         ensure!(tokio::time::Instant::now() < deadline, "progress never reached {elsewhere}");
@@ -465,7 +495,11 @@ async fn lease_expiry_deletes_attached_keys(store: &dyn Store) -> Result<()> {
         }
     };
     ensure!(expired.kv.key == "/events/short-lived", "deleted {}", expired.kv.key);
-    ensure!(granted.elapsed() >= Duration::from_millis(1500), "expired after only {:?}", granted.elapsed());
+    ensure!(
+        granted.elapsed() >= Duration::from_millis(1500),
+        "expired after only {:?}",
+        granted.elapsed()
+    );
     ensure!(store.get("/events/short-lived", None).await?.0.is_none());
     ensure!(store.get("/events/kept", None).await?.0.is_some(), "a key without the lease went too");
     // The lease itself is gone.
@@ -517,7 +551,9 @@ async fn values_up_to_the_limit_are_stored_and_larger_refused(store: &dyn Store)
         }
     }
     ensure!(store.get("/big/b", None).await?.0.is_none());
-    ensure!(store.get("/big/a", None).await?.0.map(|kv| kv.mod_revision) == Some(created.mod_revision));
+    ensure!(
+        store.get("/big/a", None).await?.0.map(|kv| kv.mod_revision) == Some(created.mod_revision)
+    );
     Ok(())
 }
 

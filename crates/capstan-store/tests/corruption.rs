@@ -13,7 +13,9 @@ async fn populated_database(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("state.db");
     let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).await?;
     for i in 0..3000 {
-        store.create(&format!("/pods/default/pod-{i:05}"), Bytes::from(vec![b'p'; 1000]), None).await?;
+        store
+            .create(&format!("/pods/default/pod-{i:05}"), Bytes::from(vec![b'p'; 1000]), None)
+            .await?;
     }
     drop(store);
     // Closing the last connection checkpoints the write-ahead log into the file and removes it.
@@ -31,7 +33,10 @@ async fn expect_refused(path: &Path, why: &str) -> Result<()> {
     match EmbeddedStore::open(EmbeddedConfig::new(path)).await {
         Err(error @ StoreError::Corrupt { .. }) => {
             let message = error.to_string();
-            ensure!(message.contains(&path.display().to_string()), "{why}: message names no file: {message}");
+            ensure!(
+                message.contains(&path.display().to_string()),
+                "{why}: message names no file: {message}"
+            );
             eprintln!("{why}: {message}");
             Ok(())
         }
@@ -88,7 +93,9 @@ async fn another_programs_database_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("state.db");
     let conn = rusqlite::Connection::open(&path)?;
-    conn.execute_batch("CREATE TABLE kine (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO kine VALUES (1, 'x');")?;
+    conn.execute_batch(
+        "CREATE TABLE kine (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO kine VALUES (1, 'x');",
+    )?;
     drop(conn);
     expect_refused(&path, "a foreign SQLite database").await
 }

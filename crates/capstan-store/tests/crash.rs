@@ -32,17 +32,22 @@ fn acknowledged_writes_survive_kill_9() -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("state.db");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut floor: Revision = 1;
     let mut total_acks = 0;
     for round in 0..ROUNDS {
         let acks = run_and_kill(&path, round)?;
         ensure!(!acks.is_empty(), "round {round}: the child acknowledged nothing before the kill");
         total_acks += acks.len();
-        floor = runtime.block_on(verify(&path, &acks, floor)).with_context(|| format!("round {round}"))?;
+        floor = runtime
+            .block_on(verify(&path, &acks, floor))
+            .with_context(|| format!("round {round}"))?;
         check_integrity(&path)?;
     }
-    eprintln!("{ROUNDS} kill -9 rounds, {total_acks} acknowledged writes verified, final revision {floor}");
+    eprintln!(
+        "{ROUNDS} kill -9 rounds, {total_acks} acknowledged writes verified, final revision {floor}"
+    );
     Ok(())
 }
 
@@ -60,7 +65,11 @@ fn run_and_kill(path: &Path, round: u32) -> Result<Vec<Ack>> {
         .spawn()?;
     let stdout = child.stdout.take().context("child stdout")?;
     let reader = std::thread::spawn(move || -> Vec<Ack> {
-        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|line| parse_ack(&line)).collect()
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| parse_ack(&line))
+            .collect()
     });
     // Some rounds kill during start-up and recovery, most in the middle of writing.
     std::thread::sleep(Duration::from_millis(fastrand::u64(150..900)));
@@ -80,7 +89,8 @@ fn parse_ack(line: &str) -> Option<Ack> {
 
 /// Reopens the store and checks every acknowledged write against it; returns the revision.
 async fn verify(path: &Path, acks: &[Ack], floor: Revision) -> Result<Revision> {
-    let store = EmbeddedStore::open(EmbeddedConfig::new(path)).await.context("reopening after kill -9")?;
+    let store =
+        EmbeddedStore::open(EmbeddedConfig::new(path)).await.context("reopening after kill -9")?;
     let revision = store.current_revision().await?;
     ensure!(revision >= floor, "revision went back from {floor} to {revision}");
     let newest = acks.iter().map(|ack| ack.revision).max().unwrap_or(0);
@@ -90,7 +100,7 @@ async fn verify(path: &Path, acks: &[Ack], floor: Revision) -> Result<Revision> 
         let (kv, _) = store.get(&ack.key, Some(ack.revision)).await?;
         let Some(kv) = kv else { bail!("acknowledged write lost: {ack:?}") };
         ensure!(kv.mod_revision == ack.revision, "{ack:?} is at revision {}", kv.mod_revision);
-        ensure!(kv.value == Bytes::from(ack.value.clone()), "{ack:?} reads back {:?}", kv.value);
+        ensure!(kv.value == ack.value.as_bytes(), "{ack:?} reads back {:?}", kv.value);
     }
     Ok(revision)
 }
@@ -106,7 +116,8 @@ fn check_integrity(path: &Path) -> Result<()> {
 /// can, printing each write once the store acknowledged it. Runs until killed.
 fn run_child(path: &Path) -> Result<()> {
     let round = std::env::var("CAPSTAN_CRASH_ROUND").unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let store = EmbeddedStore::open(EmbeddedConfig::new(path)).await?;
         let writers = (0..WRITERS).map(|writer| {
@@ -120,11 +131,14 @@ fn run_child(path: &Path) -> Result<()> {
                 };
                 for i in 0u64.. {
                     let key = format!("/crash/{round}/{writer}/{i}");
-                    let value = format!("{round}-{writer}-{i}-{}", "x".repeat((i % 7) as usize * 100));
+                    let value =
+                        format!("{round}-{writer}-{i}-{}", "x".repeat((i % 7) as usize * 100));
                     let kv = store.create(&key, Bytes::from(value.clone()), None).await?;
                     ack(kv.mod_revision, &key, &value);
                     let next = format!("{round}-{i}");
-                    counter = store.update(&counter_key, Bytes::from(next.clone()), counter.mod_revision, None).await?;
+                    counter = store
+                        .update(&counter_key, Bytes::from(next.clone()), counter.mod_revision, None)
+                        .await?;
                     ack(counter.mod_revision, &counter_key, &next);
                 }
                 anyhow::Ok(())

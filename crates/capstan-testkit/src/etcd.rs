@@ -42,9 +42,13 @@ impl EtcdServer {
     }
 
     fn try_start(parent: &std::path::Path) -> anyhow::Result<Self> {
-        let binary = std::env::var_os("CAPSTAN_ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
+        let binary = std::env::var_os("CAPSTAN_ETCD_BIN")
+            .map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
         if !binary.exists() {
-            bail!("{} not found: install Debian's etcd-server (cargo xtask test does)", binary.display());
+            bail!(
+                "{} not found: install Debian's etcd-server (cargo xtask test does)",
+                binary.display()
+            );
         }
         let dir = tempfile::Builder::new().prefix("capstan-etcd-").tempdir_in(parent)?;
         let client_port = free_loopback_port()?;
@@ -98,7 +102,8 @@ impl EtcdServer {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
                 bail!("etcd exited with {status} while starting:\n{log}");
             }
             if self.healthy() {

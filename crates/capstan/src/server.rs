@@ -38,7 +38,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the datastore {}", describe(&endpoint)))?;
     let revision = store.current_revision().await.context("reading the datastore's revision")?;
     tracing::info!(datastore = %describe(&endpoint), revision, "datastore ready");
-    tracing::warn!("the API server is not part of this build yet: this server runs the datastore only");
+    tracing::warn!(
+        "the API server is not part of this build yet: this server runs the datastore only"
+    );
     wait_for_shutdown().await?;
     tracing::info!("shutting down");
     drop(store);
@@ -55,7 +57,8 @@ fn describe(endpoint: &DatastoreEndpoint) -> String {
 /// Returns on SIGINT or SIGTERM.
 async fn wait_for_shutdown() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
         _ = terminate.recv() => Ok(()),

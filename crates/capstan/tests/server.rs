@@ -38,7 +38,10 @@ impl Server {
 
     fn wait_for(&self, needle: &str) -> Result<String> {
         loop {
-            let line = self.lines.recv_timeout(Duration::from_secs(30)).with_context(|| format!("no {needle:?} in the log"))?;
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .with_context(|| format!("no {needle:?} in the log"))?;
             if line.contains(needle) {
                 return Ok(line);
             }
@@ -78,11 +81,19 @@ fn serves_an_etcd_datastore() -> Result<()> {
     let etcd = capstan_testkit::EtcdServer::start()?;
     let dir = tempfile::tempdir()?;
     let endpoint = format!("etcd://{}", etcd.endpoint());
-    let server = Server::start(&["--data-dir", dir.path().to_str().context("path")?, "--datastore-endpoint", &endpoint])?;
+    let server = Server::start(&[
+        "--data-dir",
+        dir.path().to_str().context("path")?,
+        "--datastore-endpoint",
+        &endpoint,
+    ])?;
     let ready = server.wait_for("datastore ready")?;
     ensure!(ready.contains(&etcd.endpoint()), "ready line names no etcd: {ready}");
     ensure!(server.terminate()?, "server exited with a failure on SIGTERM");
-    ensure!(!dir.path().join("server/db/state.db").exists(), "an etcd server created a sqlite file");
+    ensure!(
+        !dir.path().join("server/db/state.db").exists(),
+        "an etcd server created a sqlite file"
+    );
     Ok(())
 }
 
@@ -106,10 +117,18 @@ fn refuses_to_start_on_a_damaged_database() -> Result<()> {
 #[test]
 fn rejects_an_unknown_datastore_endpoint() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let output = run_to_exit(&["--data-dir", dir.path().to_str().context("path")?, "--datastore-endpoint", "mysql://db"])?;
+    let output = run_to_exit(&[
+        "--data-dir",
+        dir.path().to_str().context("path")?,
+        "--datastore-endpoint",
+        "mysql://db",
+    ])?;
     ensure!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(stderr.contains("--datastore-endpoint") && stderr.contains("mysql://db"), "unclear error: {stderr}");
+    ensure!(
+        stderr.contains("--datastore-endpoint") && stderr.contains("mysql://db"),
+        "unclear error: {stderr}"
+    );
     Ok(())
 }
 
@@ -132,4 +151,3 @@ fn run_to_exit(args: &[&str]) -> Result<std::process::Output> {
     let _ = child.wait();
     bail!("capstan server {args:?} did not exit");
 }
-

@@ -89,7 +89,11 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
         let checkpointer = spawn_checkpointer(&config.path, config.checkpoint_interval)?;
         let inner = Arc::new(Inner { db, writes, events, _checkpointer: checkpointer });
-        tokio::spawn(expire_leases(Arc::downgrade(&inner), next_lease_expiry, config.lease_check_interval));
+        tokio::spawn(expire_leases(
+            Arc::downgrade(&inner),
+            next_lease_expiry,
+            config.lease_check_interval,
+        ));
         tracing::info!(path = %config.path.display(), revision = state.revision,
             compacted = state.compacted, "embedded datastore open");
         Ok(EmbeddedStore { inner })
@@ -119,7 +123,11 @@ impl Store for EmbeddedStore {
         Ok(self.inner.db.revision.load(Ordering::Acquire))
     }
 
-    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<(Option<KeyValue>, Revision)> {
+    async fn get(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<(Option<KeyValue>, Revision)> {
         let key = key.to_owned();
         self.inner.db.read(move |reader| reader.get(&key, revision)).await
     }
@@ -136,7 +144,13 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Revision, lease: Option<LeaseId>) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<KeyValue> {
         check_value_size(key, &value)?;
         match self.write(WriteOp::Update { key: key.to_owned(), value, expected, lease }).await? {
             WriteOutcome::Put(kv) => Ok(kv),
@@ -200,14 +214,17 @@ async fn expire_leases(store: Weak<Inner>, next_expiry: Arc<AtomicI64>, every: D
 /// commit waits for a checkpoint. PASSIVE never blocks the writer or readers. The thread ends
 /// when the returned sender is dropped.
 fn spawn_checkpointer(path: &Path, every: Duration) -> Result<std::sync::mpsc::Sender<()>> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| schema::classify(path, e))?;
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .map_err(|e| schema::classify(path, e))?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let path = path.to_owned();
     std::thread::Builder::new()
         .name("capstan-store-checkpoint".into())
         .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
                 let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 if let Err(error) = checkpoint {
                     tracing::warn!(path = %path.display(), %error, "datastore checkpoint failed");

@@ -63,7 +63,10 @@ impl Db {
             .map_err(|_| StoreError::Closed)?
     }
 
-    pub(super) fn read_blocking<T>(&self, read: impl FnOnce(&Reader<'_>) -> Result<T>) -> Result<T> {
+    pub(super) fn read_blocking<T>(
+        &self,
+        read: impl FnOnce(&Reader<'_>) -> Result<T>,
+    ) -> Result<T> {
         let pooled = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -197,9 +200,8 @@ impl Reader<'_> {
                      GROUP BY key ORDER BY key",
                 )
                 .map_err(|e| self.sqlite(e))?;
-            let mut rows = stmt
-                .query(rusqlite::params![start, range.end, at])
-                .map_err(|e| self.sqlite(e))?;
+            let mut rows =
+                stmt.query(rusqlite::params![start, range.end, at]).map_err(|e| self.sqlite(e))?;
             while kvs.len() < wanted {
                 let Some(row) = rows.next().map_err(|e| self.sqlite(e))? else { break };
                 if let Some(kv) = live_key_value(row).map_err(|e| self.sqlite(e))? {

@@ -22,14 +22,32 @@ const MAX_LINGER: Duration = Duration::from_micros(150);
 /// A change to make, as queued for the writer.
 #[derive(Debug)]
 pub(super) enum WriteOp {
-    Create { key: String, value: Bytes, lease: Option<LeaseId> },
-    Update { key: String, value: Bytes, expected: Revision, lease: Option<LeaseId> },
-    Delete { key: String, expected: Option<Revision> },
-    GrantLease { ttl_seconds: i64 },
-    RevokeLease { lease: LeaseId },
+    Create {
+        key: String,
+        value: Bytes,
+        lease: Option<LeaseId>,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    GrantLease {
+        ttl_seconds: i64,
+    },
+    RevokeLease {
+        lease: LeaseId,
+    },
     /// Deletes the keys of every lease whose time is up, then the leases.
     ExpireLeases,
-    Compact { revision: Revision },
+    Compact {
+        revision: Revision,
+    },
 }
 
 /// What a write produced.
@@ -175,7 +193,11 @@ fn gather(
 
 /// Applies one write inside the batch's transaction. The outer error aborts the whole batch
 /// (SQLite failed); the inner one is this write's own outcome (a conflict, say).
-fn apply(tx: &Transaction<'_>, op: &WriteOp, batch: &mut Batch) -> rusqlite::Result<Result<WriteOutcome>> {
+fn apply(
+    tx: &Transaction<'_>,
+    op: &WriteOp,
+    batch: &mut Batch,
+) -> rusqlite::Result<Result<WriteOutcome>> {
     match op {
         WriteOp::Create { key, value, lease } => {
             if let Some(current) = current(tx, key)? {
@@ -261,15 +283,20 @@ fn guarded_current(
     Ok(match current(tx, key)? {
         None => Err(StoreError::NotFound { key: key.to_owned() }),
         Some(current) => match expected {
-            Some(expected) if expected != current.mod_revision => {
-                Err(StoreError::Conflict { key: key.to_owned(), expected, current: Box::new(current) })
-            }
+            Some(expected) if expected != current.mod_revision => Err(StoreError::Conflict {
+                key: key.to_owned(),
+                expected,
+                current: Box::new(current),
+            }),
             _ => Ok(current),
         },
     })
 }
 
-fn missing_lease(tx: &Transaction<'_>, lease: Option<LeaseId>) -> rusqlite::Result<Option<StoreError>> {
+fn missing_lease(
+    tx: &Transaction<'_>,
+    lease: Option<LeaseId>,
+) -> rusqlite::Result<Option<StoreError>> {
     let Some(lease) = lease else { return Ok(None) };
     let exists = tx
         .prepare_cached("SELECT 1 FROM lease WHERE id = ?1")?
@@ -324,7 +351,12 @@ fn delete(tx: &Transaction<'_>, batch: &mut Batch, current: KeyValue) -> rusqlit
         "INSERT INTO log (rev, key, deleted, create_rev, prev_rev, lease, value)
          VALUES (?1, ?2, 1, ?3, ?4, NULL, x'')",
     )?
-    .execute(params![revision, current.key.as_bytes(), current.create_revision, current.mod_revision])?;
+    .execute(params![
+        revision,
+        current.key.as_bytes(),
+        current.create_revision,
+        current.mod_revision
+    ])?;
     tx.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute([current.key.as_bytes()])?;
     let tombstone = KeyValue {
         key: current.key.clone(),
@@ -333,7 +365,11 @@ fn delete(tx: &Transaction<'_>, batch: &mut Batch, current: KeyValue) -> rusqlit
         mod_revision: revision,
         lease: None,
     };
-    batch.events.push(Event { kind: EventKind::Delete, kv: tombstone, prev: Some(current.clone()) });
+    batch.events.push(Event {
+        kind: EventKind::Delete,
+        kv: tombstone,
+        prev: Some(current.clone()),
+    });
     Ok(Deleted { revision, prev: current })
 }
 
@@ -357,11 +393,19 @@ fn end_lease(tx: &Transaction<'_>, batch: &mut Batch, lease: LeaseId) -> rusqlit
 /// every tombstone at or below it (a delete at exactly `revision` goes too, as in etcd). The
 /// newest live version of each key as of `revision` stays, so the state at `revision` remains
 /// readable.
-fn compact(tx: &Transaction<'_>, batch: &mut Batch, revision: Revision) -> rusqlite::Result<Result<WriteOutcome>> {
+fn compact(
+    tx: &Transaction<'_>,
+    batch: &mut Batch,
+    revision: Revision,
+) -> rusqlite::Result<Result<WriteOutcome>> {
     if revision > batch.revision {
-        return Ok(Err(StoreError::FutureRevision { requested: revision, current: batch.revision }));
+        return Ok(Err(StoreError::FutureRevision {
+            requested: revision,
+            current: batch.revision,
+        }));
     }
-    let compacted: Revision = tx.query_row("SELECT compacted FROM meta WHERE id = 1", [], |row| row.get(0))?;
+    let compacted: Revision =
+        tx.query_row("SELECT compacted FROM meta WHERE id = 1", [], |row| row.get(0))?;
     if revision <= compacted {
         return Ok(Ok(WriteOutcome::Done));
     }

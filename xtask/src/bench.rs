@@ -1,0 +1,12 @@
+//! `cargo xtask bench <name>`: benchmarks that measure Capstan side by side with what it
+//! replaces, in one run, and print the table README's Performance section quotes.
+
+use crate::{apt, cargo, run_command, step};
+
+/// The datastore benchmark (`crates/capstan-store/benches/store.rs`): the embedded store
+/// against Debian's etcd. `CAPSTAN_BENCH_SECS` and `CAPSTAN_BENCH_DIR` tune it.
+pub(crate) fn store() -> anyhow::Result<()> {
+    apt::ensure("the store benchmark", &[apt::BUILD, apt::TEST])?;
+    step("cargo bench --package capstan-store --bench store");
+    run_command(cargo().args(["bench", "--package", "capstan-store", "--bench", "store"]))
+}

@@ -1,0 +1,141 @@
+//! `cargo xtask up` and `down`: a one-node Capstan running in the background from a release
+//! build, its pid and log in the data directory.
+
+use crate::{apt, cargo, run_command, step, target_dir};
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader, Seek};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn up(data_dir: &Path) -> anyhow::Result<()> {
+    apt::ensure("building Capstan", &[apt::BUILD])?;
+    step("building capstan (release)");
+    run_command(cargo().args(["build", "--release", "--package", "capstan"]))?;
+    let binary = target_dir().join("release/capstan");
+
+    let pid_file = data_dir.join("capstan.pid");
+    if let Some(pid) = running_pid(&pid_file) {
+        step(&format!(
+            "capstan server is already running (pid {pid}); restarting it on the new build"
+        ));
+        stop(pid)?;
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let log_path = data_dir.join("capstan.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log_start = log.metadata()?.len();
+    step(&format!("starting capstan server --data-dir {}", data_dir.display()));
+    let child = Command::new(&binary)
+        .arg("server")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C in this terminal later does not stop it.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let pid = child.id();
+    std::fs::write(&pid_file, pid.to_string())?;
+    wait_ready(&log_path, log_start, pid)?;
+
+    println!(
+        "\nCapstan is running (pid {pid}).
+  data:  {data}
+  log:   {log}
+  stop:  cargo xtask down{data_flag}
+
+What runs today: the datastore (embedded SQLite at {data}/server/db/state.db).
+The API server is not built yet, so there is no kubeconfig and kubectl has nothing to talk
+to; once it lands, `up` writes /etc/capstan/capstan.yaml and `KUBECONFIG=/etc/capstan/capstan.yaml
+kubectl get nodes` works.",
+        data = data_dir.display(),
+        log = log_path.display(),
+        data_flag = default_flag(data_dir),
+    );
+    Ok(())
+}
+
+pub(crate) fn down(data_dir: &Path) -> anyhow::Result<()> {
+    let pid_file = data_dir.join("capstan.pid");
+    match running_pid(&pid_file) {
+        Some(pid) => {
+            step(&format!("stopping capstan server (pid {pid})"));
+            stop(pid)?;
+            let _ = std::fs::remove_file(&pid_file);
+            println!("stopped; its data stays in {}", data_dir.display());
+        }
+        None => println!(
+            "no capstan server started by `cargo xtask up` is running for {}",
+            data_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+fn default_flag(data_dir: &Path) -> String {
+    if data_dir == Path::new("/var/lib/capstan") {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data_dir.display())
+    }
+}
+
+/// The pid in the pid file, if that process is alive and is a capstan.
+fn running_pid(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline).contains("capstan").then_some(pid)
+}
+
+/// SIGTERM, then up to 30 s for the process to go.
+fn stop(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while PathBuf::from(format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            bail!("capstan server (pid {pid}) did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Follows the log from `offset` until the server says it is ready, or fails with the log.
+fn wait_ready(log_path: &Path, offset: u64, pid: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut file = std::fs::File::open(log_path)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(file);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? > 0 {
+            eprint!("    {line}");
+            seen.push_str(&line);
+            if line.contains("datastore ready") {
+                return Ok(());
+            }
+            continue;
+        }
+        if !PathBuf::from(format!("/proc/{pid}")).exists() {
+            bail!("capstan server exited while starting; its log is {}", log_path.display());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "capstan server was not ready after {READY_TIMEOUT:?}; its log is {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
