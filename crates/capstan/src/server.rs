@@ -32,6 +32,9 @@ impl ServerArgs {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Installed before anything is announced: a signal sent right after "ready" must find the
+    // handler in place, not the default action that kills the process mid-write.
+    let shutdown = ShutdownSignals::install()?;
     let endpoint = args.endpoint()?;
     let store = capstan_store::open(&endpoint, &args.etcd_prefix)
         .await
@@ -41,7 +44,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::warn!(
         "the API server is not part of this build yet: this server runs the datastore only"
     );
-    wait_for_shutdown().await?;
+    shutdown.wait().await?;
     tracing::info!("shutting down");
     drop(store);
     Ok(())
@@ -54,13 +57,27 @@ fn describe(endpoint: &DatastoreEndpoint) -> String {
     }
 }
 
-/// Returns on SIGINT or SIGTERM.
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT"),
-        _ = terminate.recv() => Ok(()),
+/// SIGINT and SIGTERM, caught from the moment `install` returns.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    /// Returns once either signal arrived.
+    async fn wait(mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        Ok(())
     }
 }
