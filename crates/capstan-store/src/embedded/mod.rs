@@ -18,11 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use writer::{CommittedBatch, WriteOp, WriteOutcome, WriteRequest, Writer};
-
-/// Writes queued for the writer before callers wait for room.
-const WRITE_QUEUE: usize = 8192;
 
 /// Commits remembered for watches that are following live; one that falls further behind
 /// replays from the database.
@@ -58,7 +55,8 @@ pub struct EmbeddedStore {
 #[derive(Debug)]
 struct Inner {
     db: Arc<Db>,
-    writes: mpsc::Sender<WriteRequest>,
+    /// Unbounded, yet never longer than the number of callers: each waits for its answer.
+    writes: std::sync::mpsc::Sender<WriteRequest>,
     events: broadcast::Sender<Arc<CommittedBatch>>,
     /// Dropped with the store, which tells the checkpoint thread to finish at once.
     _checkpointer: std::sync::mpsc::Sender<()>,
@@ -75,7 +73,7 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Closed)??;
         let db = Arc::new(Db::new(config.path.clone(), state.revision));
         let (events, _) = broadcast::channel(BROADCAST_BUFFER);
-        let (writes, requests) = mpsc::channel(WRITE_QUEUE);
+        let (writes, requests) = std::sync::mpsc::channel();
         let next_lease_expiry = Arc::new(AtomicI64::new(i64::MIN));
         let writer = Writer {
             conn,
@@ -112,7 +110,7 @@ impl EmbeddedStore {
 impl Inner {
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
         let (reply, outcome) = oneshot::channel();
-        self.writes.send(WriteRequest { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.writes.send(WriteRequest { op, reply }).map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 /// Most writes committed in one transaction: bounds the latency one commit adds to the writes
 /// queued behind it.
@@ -87,14 +88,16 @@ struct Batch {
     revision: Revision,
     events: Vec<Event>,
     now_ms: i64,
+    /// Whether a lease was granted or ended, so the next expiry must be looked up again.
+    leases_changed: bool,
 }
 
 impl Writer {
     /// Serves write requests until every sender is gone.
-    pub(super) fn run(mut self, mut requests: mpsc::Receiver<WriteRequest>) {
+    pub(super) fn run(mut self, requests: mpsc::Receiver<WriteRequest>) {
         let mut previous_batch = 1;
-        while let Some(first) = requests.blocking_recv() {
-            let queued = gather(first, &mut requests, previous_batch);
+        while let Ok(first) = requests.recv() {
+            let queued = gather(first, &requests, previous_batch);
             previous_batch = queued.len();
             self.commit(queued);
         }
@@ -109,7 +112,8 @@ impl Writer {
 
     fn commit(&mut self, queued: Vec<WriteRequest>) {
         let revision = self.db.revision.load(Ordering::Acquire);
-        let mut batch = Batch { revision, events: Vec::new(), now_ms: now_ms() };
+        let mut batch =
+            Batch { revision, events: Vec::new(), now_ms: now_ms(), leases_changed: false };
         let applied = (|| -> rusqlite::Result<Vec<Result<WriteOutcome>>> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let outcomes = queued
@@ -125,7 +129,9 @@ impl Writer {
         match applied {
             Ok(outcomes) => {
                 self.db.revision.store(batch.revision, Ordering::Release);
-                self.refresh_next_lease_expiry();
+                if batch.leases_changed {
+                    self.refresh_next_lease_expiry();
+                }
                 if !batch.events.is_empty() {
                     let committed =
                         CommittedBatch { revision: batch.revision, events: batch.events };
@@ -167,25 +173,19 @@ impl Writer {
 /// run of small commits, each paying a whole fsync. A lone writer never waits.
 fn gather(
     first: WriteRequest,
-    requests: &mut mpsc::Receiver<WriteRequest>,
+    requests: &mpsc::Receiver<WriteRequest>,
     previous_batch: usize,
 ) -> Vec<WriteRequest> {
     let mut queued = vec![first];
-    let mut deadline = None;
-    while queued.len() < MAX_BATCH {
-        match requests.try_recv() {
+    queued.extend(requests.try_iter().take(MAX_BATCH - 1));
+    // Sleeps rather than spins while waiting: on a small machine the writers that are about
+    // to come back need this core.
+    let deadline = Instant::now() + MAX_LINGER;
+    while queued.len() < previous_batch.min(MAX_BATCH) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match requests.recv_timeout(left) {
             Ok(request) => queued.push(request),
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                if queued.len() >= previous_batch {
-                    break;
-                }
-                let deadline = *deadline.get_or_insert_with(|| Instant::now() + MAX_LINGER);
-                if Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+            Err(_) => break,
         }
     }
     queued
@@ -232,6 +232,7 @@ fn apply(
             Ok(Ok(WriteOutcome::Deleted(deleted)))
         }
         WriteOp::GrantLease { ttl_seconds } => {
+            batch.leases_changed = true;
             tx.execute(
                 "INSERT INTO lease (ttl_seconds, expires_at_ms) VALUES (?1, ?2)",
                 params![ttl_seconds, batch.now_ms.saturating_add(ttl_seconds.saturating_mul(1000))],
@@ -375,6 +376,7 @@ fn delete(tx: &Transaction<'_>, batch: &mut Batch, current: KeyValue) -> rusqlit
 
 /// Deletes every key attached to a lease, then the lease.
 fn end_lease(tx: &Transaction<'_>, batch: &mut Batch, lease: LeaseId) -> rusqlite::Result<()> {
+    batch.leases_changed = true;
     let attached: Vec<KeyValue> = tx
         .prepare_cached(
             "SELECT c.key, l.rev, l.create_rev, l.lease, l.value
