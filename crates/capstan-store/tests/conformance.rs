@@ -69,6 +69,9 @@ conformance!(
     range_pages_at_one_consistent_revision,
     watch_reports_every_kind_of_change_with_previous_values,
     watch_from_revision_is_exact_while_eight_writers_run,
+    a_slow_watcher_still_gets_every_event,
+    racing_updates_of_one_revision_let_exactly_one_win,
+    an_empty_store_is_at_revision_one,
     watch_and_reads_below_compaction_are_expired,
     progress_notifications_report_delivered_revision,
     lease_expiry_deletes_attached_keys,
@@ -357,6 +360,102 @@ async fn watch_from_revision_is_exact_while_eight_writers_run(store: &dyn Store)
         WatchResponse::Events(extra) => bail!("unexpected extra events: {extra:?}"),
     }
     Ok(())
+}
+
+async fn a_slow_watcher_still_gets_every_event(store: &dyn Store) -> Result<()> {
+    // More commits than any buffer between the store and a watcher holds, while the watcher
+    // reads nothing; then it reads everything.
+    const WRITES: usize = 3000;
+    let start = store.current_revision().await? + 1;
+    let mut watcher = store.watch(WatchRequest::prefix("/slow/", start)).await?;
+    let mut expected = Vec::with_capacity(WRITES);
+    let mut kv = store.create("/slow/key", value("0"), None).await?;
+    expected.push(kv.mod_revision);
+    for i in 1..WRITES {
+        kv = store.update("/slow/key", value(&i.to_string()), kv.mod_revision, None).await?;
+        expected.push(kv.mod_revision);
+        if i % 7 == 0 {
+            // Commits outside the prefix too, which the watch must skip.
+            store.create(&format!("/other/{i}"), value("x"), None).await?;
+        }
+    }
+    let events = events_through(&mut watcher, kv.mod_revision).await?;
+    let revisions: Vec<Revision> = events.iter().map(Event::revision).collect();
+    ensure!(
+        revisions == expected,
+        "{} events, {} writes; first difference at {:?}",
+        revisions.len(),
+        expected.len(),
+        revisions.iter().zip(&expected).position(|(got, want)| got != want)
+    );
+    let last = events.last().context("no events")?;
+    ensure!(last.kv.value == value(&(WRITES - 1).to_string()), "last value {:?}", last.kv.value);
+    Ok(())
+}
+
+async fn racing_updates_of_one_revision_let_exactly_one_win(store: &dyn Store) -> Result<()> {
+    let created = store.create("/race/key", value("start"), None).await?;
+    let attempts = (0..16).map(|i| {
+        store.update("/race/key", value(&format!("writer {i}")), created.mod_revision, None)
+    });
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    for outcome in join_results(attempts).await {
+        match outcome {
+            Ok(kv) => winners.push(kv),
+            Err(StoreError::Conflict { current, .. }) => {
+                ensure!(
+                    current.mod_revision > created.mod_revision,
+                    "conflict with a stale current value"
+                );
+                conflicts += 1;
+            }
+            Err(other) => bail!("racing update failed otherwise: {other}"),
+        }
+    }
+    ensure!(
+        winners.len() == 1 && conflicts == 15,
+        "{} winners, {conflicts} conflicts",
+        winners.len()
+    );
+    let (now, _) = store.get("/race/key", None).await?;
+    ensure!(now.as_ref() == winners.first(), "the stored value is not the winner's");
+    Ok(())
+}
+
+async fn an_empty_store_is_at_revision_one(store: &dyn Store) -> Result<()> {
+    ensure!(store.current_revision().await? == 1, "a new store is not at revision 1");
+    let page = store.range(RangeRequest::default()).await?;
+    ensure!(
+        page.kvs.is_empty() && page.revision == 1 && page.next.is_none(),
+        "a new store lists {page:?}"
+    );
+    let first = store.create("/first", value("x"), None).await?;
+    ensure!(first.mod_revision == 2, "the first write is at revision {}", first.mod_revision);
+    Ok(())
+}
+
+/// Runs futures concurrently and returns all their outcomes, in order.
+async fn join_results<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<capstan_store::Result<T>>
+where
+    F: std::future::Future<Output = capstan_store::Result<T>>,
+{
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outcomes: Vec<Option<capstan_store::Result<T>>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, outcome) in pinned.iter_mut().zip(outcomes.iter_mut()) {
+            if outcome.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(done) => *outcome = Some(done),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outcomes.into_iter().flatten().collect()
 }
 
 /// `join_all` without the futures crate: runs the futures concurrently, fails on the first
