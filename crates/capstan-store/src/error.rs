@@ -33,6 +33,13 @@ pub enum StoreError {
     #[error("value for key {key:?} is {size} bytes, over the {limit}-byte limit")]
     ValueTooLarge { key: String, size: usize, limit: usize },
 
+    /// etcd refused a write within Capstan's value limit as too large: its members run with
+    /// a `--max-request-bytes` below the 2 MiB that Capstan's 1.5 MiB values need.
+    #[error(
+        "etcd refused the write of key {key:?} as too large; start etcd with --max-request-bytes=2097152 or more"
+    )]
+    RequestTooLarge { key: String },
+
     /// A write named a lease that does not exist (never granted, expired or revoked).
     #[error("lease {0} not found")]
     LeaseNotFound(LeaseId),
@@ -41,6 +48,10 @@ pub enum StoreError {
     /// open it rather than serve wrong data.
     #[error("datastore file {path} is unusable: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+
+    /// Another store (in this process or another) has the embedded database open.
+    #[error("datastore file {path} is in use by another Capstan (it holds the lock {lock})")]
+    InUse { path: PathBuf, lock: PathBuf },
 
     /// An invalid datastore endpoint or configuration.
     #[error("invalid datastore configuration: {0}")]

@@ -104,9 +104,17 @@ impl EtcdStore {
     }
 
     /// Runs a transaction whose puts attach `lease`, if any.
-    async fn txn(&self, txn: Txn, lease: Option<LeaseId>) -> Result<etcd_client::TxnResponse> {
+    async fn txn(
+        &self,
+        txn: Txn,
+        key: &str,
+        lease: Option<LeaseId>,
+    ) -> Result<etcd_client::TxnResponse> {
         match self.kv_client().txn(txn).await {
             Ok(response) => Ok(response),
+            Err(error) if error.to_string().contains("request is too large") => {
+                Err(StoreError::RequestTooLarge { key: key.to_owned() })
+            }
             Err(error) if error.to_string().contains("requested lease not found") => match lease {
                 Some(lease) => Err(StoreError::LeaseNotFound(lease)),
                 None => Err(StoreError::Etcd(error)),
@@ -171,6 +179,8 @@ impl Store for EtcdStore {
         key: &str,
         revision: Option<Revision>,
     ) -> Result<(Option<KeyValue>, Revision)> {
+        // Revision 0 (or below) means "now".
+        let revision = revision.filter(|&revision| revision > 0);
         let mut options = GetOptions::new();
         if let Some(revision) = revision {
             options = options.with_revision(revision);
@@ -187,7 +197,8 @@ impl Store for EtcdStore {
         Ok((kv, observed))
     }
 
-    async fn range(&self, request: RangeRequest) -> Result<RangeResult> {
+    async fn range(&self, mut request: RangeRequest) -> Result<RangeResult> {
+        request.revision = request.revision.filter(|&revision| revision > 0);
         let full_prefix = self.full_key(&request.prefix);
         let start = match &request.start {
             Some(start) if start.as_str() > request.prefix.as_str() => self.full_key(start),
@@ -222,7 +233,7 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full.clone(), value.to_vec(), Some(Self::put_options(lease)))])
             .or_else([TxnOp::get(full, None)]);
-        let response = self.txn(txn, lease).await?;
+        let response = self.txn(txn, key, lease).await?;
         if !response.succeeded() {
             let current = self.current_from(&response, key)?.ok_or_else(|| {
                 StoreError::EtcdProtocol(format!("create of {key:?} failed, but the key is absent"))
@@ -251,15 +262,20 @@ impl Store for EtcdStore {
     ) -> Result<KeyValue> {
         check_value_size(key, &value)?;
         let full = self.full_key(key);
+        // etcd gives a missing key mod_revision 0: the create_revision guard keeps an update
+        // expecting 0 from creating the key.
         let txn = Txn::new()
-            .when([Compare::mod_revision(full.clone(), CompareOp::Equal, expected)])
+            .when([
+                Compare::create_revision(full.clone(), CompareOp::Greater, 0),
+                Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
+            ])
             .and_then([TxnOp::put(
                 full.clone(),
                 value.to_vec(),
                 Some(Self::put_options(lease).with_prev_key()),
             )])
             .or_else([TxnOp::get(full, None)]);
-        let response = self.txn(txn, lease).await?;
+        let response = self.txn(txn, key, lease).await?;
         if !response.succeeded() {
             return Err(match self.current_from(&response, key)? {
                 None => StoreError::NotFound { key: key.to_owned() },
@@ -286,17 +302,17 @@ impl Store for EtcdStore {
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Deleted> {
         let full = self.full_key(key);
-        // Without a guard the delete still goes through a transaction, so that a missing key
-        // is told apart from a deleted one in a single round trip.
-        let guard = match expected {
-            Some(expected) => Compare::mod_revision(full.clone(), CompareOp::Equal, expected),
-            None => Compare::create_revision(full.clone(), CompareOp::Greater, 0),
-        };
+        // Always a transaction, so that a missing key is told apart from a deleted one in a
+        // single round trip.
+        let mut guards = vec![Compare::create_revision(full.clone(), CompareOp::Greater, 0)];
+        if let Some(expected) = expected {
+            guards.push(Compare::mod_revision(full.clone(), CompareOp::Equal, expected));
+        }
         let txn = Txn::new()
-            .when([guard])
+            .when(guards)
             .and_then([TxnOp::delete(full.clone(), Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(full, None)]);
-        let response = self.txn(txn, None).await?;
+        let response = self.txn(txn, key, None).await?;
         if !response.succeeded() {
             return Err(match (self.current_from(&response, key)?, expected) {
                 (Some(current), Some(expected)) => StoreError::Conflict {

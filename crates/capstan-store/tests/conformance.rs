@@ -72,6 +72,9 @@ conformance!(
     a_slow_watcher_still_gets_every_event,
     racing_updates_of_one_revision_let_exactly_one_win,
     an_empty_store_is_at_revision_one,
+    guarded_writes_expecting_revision_zero_never_create,
+    lease_ids_are_never_reused,
+    revision_zero_means_now,
     watch_and_reads_below_compaction_are_expired,
     progress_notifications_report_delivered_revision,
     lease_expiry_deletes_attached_keys,
@@ -435,6 +438,61 @@ async fn an_empty_store_is_at_revision_one(store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
+async fn guarded_writes_expecting_revision_zero_never_create(store: &dyn Store) -> Result<()> {
+    // etcd reports a missing key's revision as 0; a guard expecting 0 must still not match.
+    match store.update("/zero/missing", value("x"), 0, None).await {
+        Err(StoreError::NotFound { key }) => ensure!(key == "/zero/missing"),
+        other => bail!("update expecting revision 0 of a missing key: {other:?}"),
+    }
+    match store.delete("/zero/missing", Some(0)).await {
+        Err(StoreError::NotFound { .. }) => {}
+        other => bail!("delete expecting revision 0 of a missing key: {other:?}"),
+    }
+    ensure!(
+        store.get("/zero/missing", None).await?.0.is_none(),
+        "a guarded update created the key"
+    );
+    let kv = store.create("/zero/present", value("x"), None).await?;
+    match store.update("/zero/present", value("y"), 0, None).await {
+        Err(StoreError::Conflict { current, .. }) => ensure!(*current == kv),
+        other => bail!("update expecting revision 0 of a present key: {other:?}"),
+    }
+    Ok(())
+}
+
+async fn lease_ids_are_never_reused(store: &dyn Store) -> Result<()> {
+    let first = store.grant_lease(Duration::from_secs(60)).await?;
+    store.revoke_lease(first).await?;
+    let second = store.grant_lease(Duration::from_secs(60)).await?;
+    ensure!(second != first, "lease id {first} was handed out twice");
+    // The holder of the ended lease can neither revoke nor use the new one.
+    let kept = store.create("/leases/kept", value("x"), Some(second)).await?;
+    match store.revoke_lease(first).await {
+        Err(StoreError::LeaseNotFound(id)) => ensure!(id == first),
+        other => bail!("revoking an ended lease: {other:?}"),
+    }
+    ensure!(
+        store.get("/leases/kept", None).await?.0 == Some(kept),
+        "another lease's key was deleted"
+    );
+    Ok(())
+}
+
+async fn revision_zero_means_now(store: &dyn Store) -> Result<()> {
+    let v1 = store.create("/now/a", value("v1"), None).await?;
+    let v2 = store.update("/now/a", value("v2"), v1.mod_revision, None).await?;
+    let (read, observed) = store.get("/now/a", Some(0)).await?;
+    ensure!(
+        read == Some(v2.clone()) && observed >= v2.mod_revision,
+        "get at 0: {read:?} @{observed}"
+    );
+    let page = store
+        .range(RangeRequest { prefix: "/now/".into(), revision: Some(0), ..Default::default() })
+        .await?;
+    ensure!(page.kvs == [v2.clone()] && page.revision >= v2.mod_revision, "range at 0: {page:?}");
+    Ok(())
+}
+
 /// Runs futures concurrently and returns all their outcomes, in order.
 async fn join_results<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<capstan_store::Result<T>>
 where
@@ -561,20 +619,32 @@ async fn progress_notifications_report_delivered_revision(store: &dyn Store) -> 
     }
     let events = events_through(&mut watcher, last).await?;
     ensure!(events.len() == 3);
-    // Writes outside the watched prefix advance the progress too (a bookmark's purpose).
+    // Writes outside the watched prefix advance the progress too (a bookmark's purpose), and
+    // the answer covers every write acknowledged before the request.
     let elsewhere = store.create("/elsewhere/after", value("x"), None).await?.mod_revision;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        watcher.request_progress();
-        match next_item(&mut watcher).await? {
-            WatchResponse::Progress(revision) if revision >= elsewhere => break,
-            WatchResponse::Progress(revision) => {
-                ensure!(revision >= last, "progress went back to {revision}")
-            }
-            WatchResponse::Events(events) => bail!("unexpected events {events:?}"),
+    watcher.request_progress();
+    match next_item(&mut watcher).await? {
+        WatchResponse::Progress(revision) => {
+            ensure!(
+                revision >= elsewhere,
+                "progress {revision} is below the acknowledged {elsewhere}"
+            );
+            ensure!(
+                revision <= store.current_revision().await?,
+                "progress beyond the store's revision"
+            );
         }
-        ensure!(tokio::time::Instant::now() < deadline, "progress never reached {elsewhere}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        WatchResponse::Events(events) => bail!("unexpected events {events:?}"),
+    }
+    // A watch that starts in the future reports no revision the store has not reached.
+    let future_start = store.current_revision().await? + 100;
+    let mut future = store.watch(WatchRequest::prefix("/p/", future_start)).await?;
+    future.request_progress();
+    match next_item(&mut future).await? {
+        WatchResponse::Progress(revision) => {
+            ensure!(revision < future_start, "progress {revision} for a store not yet there");
+        }
+        WatchResponse::Events(events) => bail!("unexpected events {events:?}"),
     }
     Ok(())
 }

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use capstan_store::{EmbeddedConfig, EmbeddedStore, Store, StoreError};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Builds a closed database of a few megabytes, so damage lands on real data pages.
 async fn populated_database(dir: &Path) -> Result<PathBuf> {
@@ -17,16 +16,11 @@ async fn populated_database(dir: &Path) -> Result<PathBuf> {
             .create(&format!("/pods/default/pod-{i:05}"), Bytes::from(vec![b'p'; 1000]), None)
             .await?;
     }
-    drop(store);
-    // Closing the last connection checkpoints the write-ahead log into the file and removes it.
-    let wal = dir.join("state.db-wal");
-    for _ in 0..100 {
-        if !wal.exists() {
-            return Ok(path);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the store did not close its database");
+    store.close().await;
+    // Closing folded the write-ahead log into the file, so damage to the file is damage to
+    // the data.
+    ensure!(!dir.join("state.db-wal").exists(), "the store left its write-ahead log behind");
+    Ok(path)
 }
 
 async fn expect_refused(path: &Path, why: &str) -> Result<()> {
@@ -107,5 +101,29 @@ async fn an_intact_database_reopens_with_its_data() -> Result<()> {
     let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).await?;
     let (kv, revision) = store.get("/pods/default/pod-02999", None).await?;
     ensure!(kv.is_some() && revision == 3001, "reopened at {revision} with {kv:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_use_by_another_store_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("state.db");
+    let first = EmbeddedStore::open(EmbeddedConfig::new(&path)).await?;
+    first.create("/a", Bytes::from("x"), None).await?;
+    match EmbeddedStore::open(EmbeddedConfig::new(&path)).await {
+        Err(error @ StoreError::InUse { .. }) => {
+            let message = error.to_string();
+            ensure!(
+                message.contains(&path.display().to_string()),
+                "message names no file: {message}"
+            );
+        }
+        Err(other) => bail!("second open failed otherwise: {other}"),
+        Ok(_) => bail!("two stores opened one database"),
+    }
+    first.close().await;
+    // Once the first store has closed, the file opens again at once, with its data.
+    let again = EmbeddedStore::open(EmbeddedConfig::new(&path)).await?;
+    ensure!(again.get("/a", None).await?.0.is_some(), "data lost across close");
     Ok(())
 }

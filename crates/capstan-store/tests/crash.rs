@@ -102,6 +102,7 @@ async fn verify(path: &Path, acks: &[Ack], floor: Revision) -> Result<Revision> 
         ensure!(kv.mod_revision == ack.revision, "{ack:?} is at revision {}", kv.mod_revision);
         ensure!(kv.value == ack.value.as_bytes(), "{ack:?} reads back {:?}", kv.value);
     }
+    store.close().await;
     Ok(revision)
 }
 

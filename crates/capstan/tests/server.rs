@@ -151,3 +151,17 @@ fn run_to_exit(args: &[&str]) -> Result<std::process::Output> {
     let _ = child.wait();
     bail!("capstan server {args:?} did not exit");
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_refuses_to_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().context("path")?;
+    let first = Server::start(&["--data-dir", data_dir])?;
+    first.wait_for("datastore ready")?;
+    let second = run_to_exit(&["--data-dir", data_dir])?;
+    ensure!(!second.status.success(), "a second server started on a data dir in use");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    ensure!(stderr.contains("in use by another Capstan"), "unclear error: {stderr}");
+    ensure!(first.terminate()?, "the first server was disturbed");
+    Ok(())
+}

@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use writer::{CommittedBatch, WriteOp, WriteOutcome, WriteRequest, Writer};
 
+/// The shortest lease-check or checkpoint interval honoured: shorter ones would spin.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Commits remembered for watches that are following live; one that falls further behind
 /// replays from the database.
 const BROADCAST_BUFFER: usize = 1024;
@@ -60,23 +63,33 @@ struct Inner {
     events: broadcast::Sender<Arc<CommittedBatch>>,
     /// Dropped with the store, which tells the checkpoint thread to finish at once.
     _checkpointer: std::sync::mpsc::Sender<()>,
+    /// Answered when the writer has closed the database and released its lock.
+    writer_done: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl EmbeddedStore {
     /// Opens the database at `config.path`, creating it if absent. A damaged file, or one that
-    /// is not a Capstan datastore, is refused with [`StoreError::Corrupt`] naming the file.
+    /// is not a Capstan datastore, is refused with [`StoreError::Corrupt`] naming the file; one
+    /// that another store has open, with [`StoreError::InUse`].
     /// Must be called inside a tokio runtime.
     pub async fn open(config: EmbeddedConfig) -> Result<Self> {
         let path = config.path.clone();
-        let (conn, state) = tokio::task::spawn_blocking(move || schema::open_writer(&path))
-            .await
-            .map_err(|_| StoreError::Closed)??;
+        let (lock, conn, state) = tokio::task::spawn_blocking(move || {
+            let lock = schema::lock(&path)?;
+            let (conn, state) = schema::open_writer(&path)?;
+            Ok::<_, StoreError>((lock, conn, state))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
         let db = Arc::new(Db::new(config.path.clone(), state.revision));
         let (events, _) = broadcast::channel(BROADCAST_BUFFER);
         let (writes, requests) = std::sync::mpsc::channel();
         let next_lease_expiry = Arc::new(AtomicI64::new(i64::MIN));
+        let (done, writer_done) = oneshot::channel();
         let writer = Writer {
             conn,
+            lock,
+            done,
             db: Arc::clone(&db),
             events: events.clone(),
             next_lease_expiry: Arc::clone(&next_lease_expiry),
@@ -85,8 +98,15 @@ impl EmbeddedStore {
             .name("capstan-store-writer".into())
             .spawn(move || writer.run(requests))
             .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
-        let checkpointer = spawn_checkpointer(&config.path, config.checkpoint_interval)?;
-        let inner = Arc::new(Inner { db, writes, events, _checkpointer: checkpointer });
+        let checkpointer =
+            spawn_checkpointer(&config.path, config.checkpoint_interval.max(MIN_INTERVAL))?;
+        let inner = Arc::new(Inner {
+            db,
+            writes,
+            events,
+            _checkpointer: checkpointer,
+            writer_done: std::sync::Mutex::new(Some(writer_done)),
+        });
         tokio::spawn(expire_leases(
             Arc::downgrade(&inner),
             next_lease_expiry,
@@ -95,6 +115,19 @@ impl EmbeddedStore {
         tracing::info!(path = %config.path.display(), revision = state.revision,
             compacted = state.compacted, "embedded datastore open");
         Ok(EmbeddedStore { inner })
+    }
+
+    /// Closes the store and waits until the database is closed and its lock released, so
+    /// that it can be opened again at once. If other clones of this store are alive, it waits
+    /// until they are dropped too. Dropping a store closes it as well, without waiting.
+    pub async fn close(self) {
+        let done =
+            self.inner.writer_done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        drop(self);
+        if let Some(done) = done {
+            // An error means the writer thread is gone, which is what was waited for.
+            let _ = done.await;
+        }
     }
 
     /// The database file.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The database as readers see it, shared by the store, its writer and its watches.
 #[derive(Debug)]
@@ -74,7 +74,7 @@ impl Db {
         };
         let outcome = (|| {
             let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-            let outcome = read(&Reader { tx: &tx, path: &self.path })?;
+            let outcome = read(&Reader { tx: &tx, path: &self.path, revision: &self.revision })?;
             tx.finish().map_err(|e| self.sqlite(e))?;
             Ok(outcome)
         })();
@@ -96,6 +96,9 @@ impl Db {
 pub(super) struct Reader<'a> {
     tx: &'a Transaction<'a>,
     path: &'a Path,
+    /// The store's revision: raised to what this read observed, so that `current_revision`
+    /// after a read never reports less than the read saw.
+    revision: &'a AtomicI64,
 }
 
 impl Reader<'_> {
@@ -104,11 +107,14 @@ impl Reader<'_> {
     }
 
     pub(super) fn snapshot(&self) -> Result<Snapshot> {
-        self.tx
+        let snapshot = self
+            .tx
             .query_row("SELECT revision, compacted FROM meta WHERE id = 1", [], |row| {
                 Ok(Snapshot { revision: row.get(0)?, compacted: row.get(1)? })
             })
-            .map_err(|e| self.sqlite(e))
+            .map_err(|e| self.sqlite(e))?;
+        self.revision.fetch_max(snapshot.revision, Ordering::AcqRel);
+        Ok(snapshot)
     }
 
     /// Checks that the state as of `revision` is still (and already) known.
@@ -134,7 +140,8 @@ impl Reader<'_> {
         revision: Option<Revision>,
     ) -> Result<(Option<KeyValue>, Revision)> {
         let snapshot = self.snapshot()?;
-        let Some(at) = revision.filter(|&at| at != snapshot.revision) else {
+        // Revision 0 (or below) means "now", as in etcd.
+        let Some(at) = revision.filter(|&at| at > 0 && at != snapshot.revision) else {
             let kv = self
                 .tx
                 .prepare_cached(
@@ -168,9 +175,9 @@ impl Reader<'_> {
             _ => range.start.clone(),
         };
         let limit = request.limit.filter(|&limit| limit > 0);
-        let at = request.revision.unwrap_or(snapshot.revision);
+        let at = request.revision.filter(|&at| at > 0).unwrap_or(snapshot.revision);
         // Reads one more than the limit, to learn whether a next page exists.
-        let wanted = limit.map_or(usize::MAX, |limit| limit + 1);
+        let wanted = limit.map_or(usize::MAX, |limit| limit.saturating_add(1));
         let mut kvs = Vec::new();
         if at == snapshot.revision {
             let mut stmt = self

@@ -41,7 +41,7 @@ CREATE TABLE current (
 ) WITHOUT ROWID;
 CREATE INDEX current_lease ON current (lease) WHERE lease IS NOT NULL;
 CREATE TABLE lease (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     ttl_seconds INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL
 );
@@ -54,8 +54,33 @@ pub(super) struct OpenedState {
     pub(super) compacted: Revision,
 }
 
+/// Takes the lock that makes this store the database's only writer: `<file>.lock`, an
+/// advisory lock held until the returned file is dropped (after the writer's connection has
+/// closed). A separate file, because closing any descriptor of the database file itself would
+/// drop SQLite's own POSIX locks.
+pub(super) fn lock(path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::InUse { path: path.to_owned(), lock: lock_path })
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Config(format!("cannot lock {}: {e}", lock_path.display())))
+        }
+    }
+}
+
 /// Opens (creating if needed) the database for writing, checks it thoroughly, and returns
-/// the writer's connection with the state it holds.
+/// the writer's connection with the state it holds. The caller holds `lock(path)`.
 pub(super) fn open_writer(path: &Path) -> Result<(Connection, OpenedState)> {
     let corrupt = |reason: String| StoreError::Corrupt { path: path.to_owned(), reason };
     let existing = check_header(path)?;

@@ -49,6 +49,15 @@ struct WatchTask {
     responses: mpsc::Sender<Result<WatchResponse>>,
 }
 
+/// What a replay is for.
+#[derive(Debug, Clone, Copy)]
+enum Replay {
+    /// The history a new watch asked for, from its start revision.
+    Start,
+    /// Changes a running watch missed while it fell behind the broadcast.
+    CatchUp,
+}
+
 /// Why a watch task stops.
 enum Stop {
     /// The watcher was dropped.
@@ -63,7 +72,7 @@ impl WatchTask {
         mut live: broadcast::Receiver<Arc<CommittedBatch>>,
         mut progress_requests: mpsc::Receiver<()>,
     ) {
-        if self.replay().await.is_err() {
+        if self.replay(Replay::Start).await.is_err() {
             return;
         }
         loop {
@@ -72,7 +81,7 @@ impl WatchTask {
                     let outcome = match batch {
                         Ok(batch) => self.forward(&batch).await,
                         // Fell behind the broadcast: the database has everything missed.
-                        Err(broadcast::error::RecvError::Lagged(_)) => self.replay().await,
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.replay(Replay::CatchUp).await,
                         Err(broadcast::error::RecvError::Closed) => {
                             let _ = self.responses.send(Err(StoreError::Closed)).await;
                             return;
@@ -83,8 +92,7 @@ impl WatchTask {
                     }
                 }
                 Some(()) = progress_requests.recv() => {
-                    let progress = WatchResponse::Progress(self.delivered);
-                    if self.responses.send(Ok(progress)).await.is_err() {
+                    if self.answer_progress(&mut live).await.is_err() {
                         return;
                     }
                 }
@@ -108,19 +116,48 @@ impl WatchTask {
         self.send(matching).await
     }
 
+    /// Reports how far this watch has delivered, after first forwarding the batches already
+    /// committed, so that the answer covers every write acknowledged before the request. Never
+    /// above the store's revision, even for a watch that starts in the future.
+    async fn answer_progress(
+        &mut self,
+        live: &mut broadcast::Receiver<Arc<CommittedBatch>>,
+    ) -> Result<(), Stop> {
+        loop {
+            match live.try_recv() {
+                Ok(batch) => self.forward(&batch).await?,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    self.replay(Replay::CatchUp).await?
+                }
+                Err(_) => break,
+            }
+        }
+        let progress = self.delivered.min(self.db.revision.load(Ordering::Acquire));
+        self.responses
+            .send(Ok(WatchResponse::Progress(progress)))
+            .await
+            .map_err(|_| Stop::WatcherGone)
+    }
+
     /// Sends every matching change above `delivered` that the database holds, up to the
     /// revision it is at when the replay starts.
-    async fn replay(&mut self) -> Result<(), Stop> {
+    async fn replay(&mut self, kind: Replay) -> Result<(), Stop> {
         let mut upto = None;
         loop {
             let range = self.range.clone();
             let after = self.delivered;
+            // Compaction to C keeps the puts at C but not a delete at C. A watch asked to start
+            // at C accepts that (the contract says so, as etcd does); a watch that already
+            // delivered up to C - 1 must not lose the delete, so it needs history above C.
+            let oldest_needed = match (kind, upto) {
+                (Replay::Start, None) => after + 1,
+                _ => after,
+            };
             let page = self
                 .db
                 .read(move |reader| {
                     let snapshot = reader.snapshot()?;
-                    // Compaction keeps the changes at and above its revision.
-                    if after + 1 < snapshot.compacted {
+                    if oldest_needed < snapshot.compacted {
                         return Err(StoreError::Compacted {
                             requested: after + 1,
                             compacted: Some(snapshot.compacted),

@@ -77,6 +77,11 @@ pub(super) struct CommittedBatch {
 /// The writer's state that outlives one commit.
 pub(super) struct Writer {
     pub(super) conn: Connection,
+    /// The lock that makes this the database's only writer; released after the connection
+    /// closed.
+    pub(super) lock: std::fs::File,
+    /// Told once the connection is closed and the lock released.
+    pub(super) done: oneshot::Sender<()>,
     pub(super) db: Arc<Db>,
     pub(super) events: broadcast::Sender<Arc<CommittedBatch>>,
     /// When the soonest lease expires (ms since the epoch), for the expiry ticker.
@@ -107,7 +112,11 @@ impl Writer {
         if let Err(error) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
             tracing::warn!(path = %self.db.path.display(), %error, "final datastore checkpoint failed");
         }
-        tracing::debug!(path = %self.db.path.display(), "datastore writer stopped");
+        let Writer { conn, lock, done, db, .. } = self;
+        drop(conn);
+        drop(lock);
+        tracing::debug!(path = %db.path.display(), "datastore writer stopped");
+        let _ = done.send(());
     }
 
     fn commit(&mut self, queued: Vec<WriteRequest>) {
@@ -159,11 +168,13 @@ impl Writer {
     }
 
     fn refresh_next_lease_expiry(&self) {
-        let next: Option<i64> = self
-            .conn
-            .query_row("SELECT min(expires_at_ms) FROM lease", [], |row| row.get(0))
-            .unwrap_or(None);
-        self.next_lease_expiry.store(next.unwrap_or(i64::MAX), Ordering::Release);
+        let next: rusqlite::Result<Option<i64>> =
+            self.conn.query_row("SELECT min(expires_at_ms) FROM lease", [], |row| row.get(0));
+        match next {
+            Ok(next) => self.next_lease_expiry.store(next.unwrap_or(i64::MAX), Ordering::Release),
+            // Keeps the previous value: the ticker then looks again at the next tick.
+            Err(error) => tracing::warn!(%error, "looking up the next lease expiry failed"),
+        }
     }
 }
 
@@ -251,6 +262,8 @@ fn apply(
             Ok(Ok(WriteOutcome::Done))
         }
         WriteOp::ExpireLeases => {
+            // Even when nothing expired: the ticker learns when to look next.
+            batch.leases_changed = true;
             let expired: Vec<LeaseId> = tx
                 .prepare_cached("SELECT id FROM lease WHERE expires_at_ms <= ?1 ORDER BY id")?
                 .query_map([batch.now_ms], |row| row.get(0))?
