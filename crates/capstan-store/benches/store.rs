@@ -6,9 +6,13 @@
 //! concurrent writers; range reads of 1,000 keys; watch delivery latency to 1,000 watchers.
 //! Prints a table and the embedded/etcd ratios.
 //!
+//! Write workloads alternate between the backends in three rounds each, so that drift in the
+//! machine falls on both alike.
+//!
 //! Settings come from the environment: `CAPSTAN_BENCH_SECS` (seconds per write and read
-//! workload, default 5), `CAPSTAN_BENCH_DIR` (where both stores keep their data, default
-//! `/var/tmp`: it must be a real disk, not tmpfs, or fsync costs nothing).
+//! workload and backend, default 12; write rounds are a third of it), `CAPSTAN_BENCH_DIR` (where both stores keep their data,
+//! default `/var/tmp`: it must be a real disk, not tmpfs, or fsync costs nothing),
+//! `CAPSTAN_BENCH_ONLY` (`writes`, `reads` or `watch`: run only that workload).
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -39,7 +43,7 @@ struct Figures {
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; nothing else is expected.
     let seconds: u64 =
-        std::env::var("CAPSTAN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        std::env::var("CAPSTAN_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let run_for = Duration::from_secs(seconds);
     let base = std::env::var_os("CAPSTAN_BENCH_DIR")
         .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
@@ -66,37 +70,51 @@ async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
         etcd.pid()
     );
 
+    let only = std::env::var("CAPSTAN_BENCH_ONLY").unwrap_or_default();
+    let wanted = |workload: &str| only.is_empty() || only == workload;
     let mut rows: Vec<(String, Vec<Figures>)> = Vec::new();
-    for writers in [1, 16, 128] {
+    for writers in [1, 16, 128].into_iter().filter(|_| wanted("writes")) {
+        // Alternating rounds, so that drift in the machine (its disk above all) falls on both
+        // backends alike; each backend's figures pool its rounds.
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); backends.len()];
+        for round in 1..=ROUNDS {
+            for ((name, store), samples) in backends.iter().zip(samples.iter_mut()) {
+                eprintln!("  writes, {writers} writers, {name}, round {round}/{ROUNDS} ...");
+                let sample = writes(store.clone(), writers, run_for / ROUNDS)
+                    .await
+                    .with_context(|| format!("{name} writes"))?;
+                eprintln!("    {}", show(&summarize(sample.latencies.clone(), sample.elapsed)));
+                samples.push(sample);
+            }
+        }
+        rows.push((
+            format!("durable writes, {writers} writer(s)"),
+            samples.into_iter().map(pool).collect(),
+        ));
+    }
+    if wanted("reads") {
         let mut figures = Vec::new();
         for (name, store) in &backends {
-            eprintln!("  writes, {writers} writers, {name} ...");
-            let measured = writes(store.clone(), writers, run_for)
+            eprintln!("  range reads of {RANGE_KEYS} keys, {RANGE_READERS} readers, {name} ...");
+            let measured = range_reads(store.clone(), run_for)
                 .await
-                .with_context(|| format!("{name} writes"))?;
+                .with_context(|| format!("{name} reads"))?;
             eprintln!("    {}", show(&measured));
             figures.push(measured);
         }
-        rows.push((format!("durable writes, {writers} writer(s)"), figures));
+        rows.push((format!("range reads, {RANGE_KEYS} keys x 1 KiB"), figures));
     }
-    let mut figures = Vec::new();
-    for (name, store) in &backends {
-        eprintln!("  range reads of {RANGE_KEYS} keys, {RANGE_READERS} readers, {name} ...");
-        let measured =
-            range_reads(store.clone(), run_for).await.with_context(|| format!("{name} reads"))?;
-        eprintln!("    {}", show(&measured));
-        figures.push(measured);
+    if wanted("watch") {
+        let mut figures = Vec::new();
+        for (name, store) in &backends {
+            eprintln!("  watch delivery to {WATCHERS} watchers, {name} ...");
+            let measured =
+                watch_latency(store.clone()).await.with_context(|| format!("{name} watch"))?;
+            eprintln!("    {}", show(&measured));
+            figures.push(measured);
+        }
+        rows.push((format!("watch delivery, {WATCHERS} watchers (paced: 50 writes/s)"), figures));
     }
-    rows.push((format!("range reads, {RANGE_KEYS} keys x 1 KiB"), figures));
-    let mut figures = Vec::new();
-    for (name, store) in &backends {
-        eprintln!("  watch delivery to {WATCHERS} watchers, {name} ...");
-        let measured =
-            watch_latency(store.clone()).await.with_context(|| format!("{name} watch"))?;
-        eprintln!("    {}", show(&measured));
-        figures.push(measured);
-    }
-    rows.push((format!("watch delivery, {WATCHERS} watchers (paced: 50 writes/s)"), figures));
 
     print_table(&rows);
     drop(backends);
@@ -104,8 +122,24 @@ async fn run(run_for: Duration, base: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// Write rounds per backend and writer count.
+const ROUNDS: u32 = 3;
+
+/// The raw outcome of one round.
+#[derive(Debug, Clone)]
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+/// One backend's figures over all its rounds.
+fn pool(samples: Vec<Sample>) -> Figures {
+    let elapsed = samples.iter().map(|sample| sample.elapsed).sum();
+    summarize(samples.into_iter().flat_map(|sample| sample.latencies).collect(), elapsed)
+}
+
 /// `writers` tasks, each updating its own key with compare-and-swap as fast as acknowledged.
-async fn writes(store: Arc<dyn Store>, writers: usize, run_for: Duration) -> Result<Figures> {
+async fn writes(store: Arc<dyn Store>, writers: usize, run_for: Duration) -> Result<Sample> {
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     let run_id = fastrand::u64(..);
     let started = Instant::now();
@@ -132,7 +166,7 @@ async fn writes(store: Arc<dyn Store>, writers: usize, run_for: Duration) -> Res
     for task in tasks {
         latencies.extend(task.await??);
     }
-    Ok(summarize(latencies, started.elapsed()))
+    Ok(Sample { latencies, elapsed: started.elapsed() })
 }
 
 /// Readers listing the same 1,000 keys over and over.

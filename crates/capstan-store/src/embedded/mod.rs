@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode, one writer thread doing group commit,
 //! a pool of read-only connections, and watches fed by the writer's broadcast.
 
+mod checkpoint;
 mod reader;
 mod schema;
 mod watch;
@@ -35,7 +36,7 @@ pub struct EmbeddedConfig {
     pub path: PathBuf,
     /// How often expired leases are looked for.
     pub lease_check_interval: Duration,
-    /// How often the write-ahead log is copied into the database file.
+    /// How often the write-ahead log is copied into the database file in the background.
     pub checkpoint_interval: Duration,
 }
 
@@ -44,7 +45,7 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             path: path.into(),
             lease_check_interval: Duration::from_millis(500),
-            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_millis(200),
         }
     }
 }
@@ -86,10 +87,20 @@ impl EmbeddedStore {
         let (writes, requests) = std::sync::mpsc::channel();
         let next_lease_expiry = Arc::new(AtomicI64::new(i64::MIN));
         let (done, writer_done) = oneshot::channel();
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let mut conn = conn;
+        let frames = Arc::clone(&wal_frames);
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            frames.store(i64::from(pages), Ordering::Release);
+            Ok(())
+        }))
+        .map_err(|source| StoreError::Sqlite { path: config.path.clone(), source })?;
         let writer = Writer {
             conn,
             lock,
             done,
+            wal_frames,
+            failed_restart_at: 0,
             db: Arc::clone(&db),
             events: events.clone(),
             next_lease_expiry: Arc::clone(&next_lease_expiry),
@@ -99,7 +110,7 @@ impl EmbeddedStore {
             .spawn(move || writer.run(requests))
             .map_err(|e| StoreError::Config(format!("cannot start the writer thread: {e}")))?;
         let checkpointer =
-            spawn_checkpointer(&config.path, config.checkpoint_interval.max(MIN_INTERVAL))?;
+            checkpoint::spawn(&config.path, config.checkpoint_interval.max(MIN_INTERVAL))?;
         let inner = Arc::new(Inner {
             db,
             writes,
@@ -239,29 +250,4 @@ async fn expire_leases(store: Weak<Inner>, next_expiry: Arc<AtomicI64>, every: D
             Err(error) => tracing::warn!(%error, "expiring datastore leases failed"),
         }
     }
-}
-
-/// Copies the write-ahead log into the database file on a thread of its own, so that no
-/// commit waits for a checkpoint. PASSIVE never blocks the writer or readers. The thread ends
-/// when the returned sender is dropped.
-fn spawn_checkpointer(path: &Path, every: Duration) -> Result<std::sync::mpsc::Sender<()>> {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = rusqlite::Connection::open_with_flags(path, flags)
-        .map_err(|e| schema::classify(path, e))?;
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let path = path.to_owned();
-    std::thread::Builder::new()
-        .name("capstan-store-checkpoint".into())
-        .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
-            {
-                let checkpoint = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                if let Err(error) = checkpoint {
-                    tracing::warn!(path = %path.display(), %error, "datastore checkpoint failed");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Config(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(stop)
 }

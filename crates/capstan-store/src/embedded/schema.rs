@@ -109,10 +109,11 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, OpenedState)> {
         return Err(corrupt(format!("cannot switch to WAL journal mode (got {mode})")));
     }
     // FULL: in WAL mode the WAL is fsynced at every commit, so a commit that returned is
-    // durable. Checkpoints run on a thread of their own (see `checkpointer`) so that their
-    // fsyncs of the main file never sit in a writer's latency.
+    // durable. No automatic checkpoints: see `checkpoint` for how the log is kept short. A
+    // log restarted after growing past 64 MiB is cut back to that size.
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536;",
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -65536;
+         PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(|e| classify(path, e))?;
 

@@ -3,6 +3,7 @@
 //! commit), so concurrent writers share one fsync. A write is answered only after the commit
 //! that holds it has returned, that is after its fsync.
 
+use super::checkpoint;
 use super::reader::{Db, key_value_at};
 use crate::{Deleted, Event, EventKind, KeyValue, LeaseId, Result, Revision, StoreError};
 use bytes::Bytes;
@@ -82,6 +83,11 @@ pub(super) struct Writer {
     pub(super) lock: std::fs::File,
     /// Told once the connection is closed and the lock released.
     pub(super) done: oneshot::Sender<()>,
+    /// Frames in the write-ahead log after the last commit, as SQLite's WAL hook reports.
+    pub(super) wal_frames: Arc<std::sync::atomic::AtomicI64>,
+    /// The log length at the last restart that could not finish (a reader still needed old
+    /// frames); the next try waits for the log to grow a little more.
+    pub(super) failed_restart_at: i64,
     pub(super) db: Arc<Db>,
     pub(super) events: broadcast::Sender<Arc<CommittedBatch>>,
     /// When the soonest lease expires (ms since the epoch), for the expiry ticker.
@@ -105,6 +111,7 @@ impl Writer {
             let queued = gather(first, &requests, previous_batch);
             previous_batch = queued.len();
             self.commit(queued);
+            self.restart_log_if_due();
         }
         // The store is closed. Readers go first, so that the last connection to close is a
         // read-write one, which folds the write-ahead log into the file and removes it.
@@ -163,6 +170,32 @@ impl Writer {
                     );
                     let _ = request.reply.send(Err(self.db.sqlite(failure)));
                 }
+            }
+        }
+    }
+
+    /// Restarts the write-ahead log once it is long (see `checkpoint`): between batches, after
+    /// the previous batch was answered, so that only the next batch waits for it.
+    fn restart_log_if_due(&mut self) {
+        let frames = self.wal_frames.load(Ordering::Acquire);
+        if frames < checkpoint::RESTART_AFTER_FRAMES
+            || frames < self.failed_restart_at + checkpoint::RESTART_AFTER_FRAMES / 4
+        {
+            return;
+        }
+        let started = Instant::now();
+        let restart =
+            self.conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get::<_, i64>(0));
+        match restart {
+            Ok(0) => {
+                self.failed_restart_at = 0;
+                tracing::debug!(frames, took = ?started.elapsed(), "datastore log restarted");
+            }
+            Ok(_busy) => self.failed_restart_at = frames,
+            Err(error) => {
+                self.failed_restart_at = frames;
+                tracing::warn!(path = %self.db.path.display(), %error,
+                    "restarting the datastore log failed");
             }
         }
     }
