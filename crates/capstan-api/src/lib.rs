@@ -1,0 +1,15 @@
+//! The Kubernetes API's shape, as Capstan serves it: what a request's selectors mean and how
+//! a merge patch applies. This crate is pure: no IO and no async runtime, so every rule in it
+//! is unit-tested on its own and shared by the API server, the CLI and the controllers.
+//!
+//! - [`LabelSelector`]: `?labelSelector=` (`app=web,tier in (a,b),!canary`), as
+//!   apimachinery's `labels.Parse`;
+//! - [`FieldSelector`]: `?fieldSelector=` (`metadata.name=x,status.phase!=Running`), as
+//!   apimachinery's `fields.ParseSelector`;
+//! - [`merge_patch`]: JSON merge patch (RFC 7396), what `kubectl label` and `annotate` send.
+
+mod merge_patch;
+mod selector;
+
+pub use merge_patch::merge_patch;
+pub use selector::{FieldSelector, LabelSelector, Operator, Requirement, SelectorError};
