@@ -6,9 +6,12 @@
 //!   apimachinery's `labels.Parse`;
 //! - [`FieldSelector`]: `?fieldSelector=` (`metadata.name=x,status.phase!=Running`), as
 //!   apimachinery's `fields.ParseSelector`;
-//! - [`merge_patch`]: JSON merge patch (RFC 7396), what `kubectl label` and `annotate` send.
+//! - [`merge_patch`]: JSON merge patch (RFC 7396), what `kubectl label` and `annotate` send;
+//! - [`registry`]: every built-in resource type of the v1.33 API, with what discovery says of
+//!   it and how kubectl names it.
 
 mod merge_patch;
+pub mod registry;
 mod selector;
 
 pub use merge_patch::merge_patch;
