@@ -8,11 +8,14 @@
 //!   apimachinery's `fields.ParseSelector`;
 //! - [`merge_patch`]: JSON merge patch (RFC 7396), what `kubectl label` and `annotate` send;
 //! - [`registry`]: every built-in resource type of the v1.33 API, with what discovery says of
-//!   it and how kubectl names it.
+//!   it and how kubectl names it;
+//! - [`ApiError`]: errors as `metav1.Status`, with upstream's reasons, codes and messages.
 
 mod merge_patch;
 pub mod registry;
 mod selector;
+mod status;
 
 pub use merge_patch::merge_patch;
 pub use selector::{FieldSelector, LabelSelector, Operator, Requirement, SelectorError};
+pub use status::{ApiError, Cause, Details, FieldError, FieldErrorKind};
