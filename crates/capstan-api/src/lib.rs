@@ -9,12 +9,15 @@
 //! - [`merge_patch`]: JSON merge patch (RFC 7396), what `kubectl label` and `annotate` send;
 //! - [`registry`]: every built-in resource type of the v1.33 API, with what discovery says of
 //!   it and how kubectl names it;
-//! - [`ApiError`]: errors as `metav1.Status`, with upstream's reasons, codes and messages.
+//! - [`ApiError`]: errors as `metav1.Status`, with upstream's reasons, codes and messages;
+//! - [`validation`]: the name rules, qualified names, label values and `metadata` checks
+//!   every kind shares.
 
 mod merge_patch;
 pub mod registry;
 mod selector;
 mod status;
+pub mod validation;
 
 pub use merge_patch::merge_patch;
 pub use selector::{FieldSelector, LabelSelector, Operator, Requirement, SelectorError};

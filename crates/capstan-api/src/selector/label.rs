@@ -310,49 +310,14 @@ impl Parser {
     }
 }
 
-/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most `max` characters.
-fn check_name_part(part: &str, max: usize) -> Result<(), String> {
-    let alphanumeric = |c: char| c.is_ascii_alphanumeric();
-    let valid = !part.is_empty()
-        && part.len() <= max
-        && part.starts_with(alphanumeric)
-        && part.ends_with(alphanumeric)
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start \
-             and end with an alphanumeric character (at most {max} characters)"
-        ))
-    }
-}
-
-/// A qualified name: `name` or `prefix/name`, the prefix a DNS subdomain.
+/// The first problem with `key` as a qualified name, if any.
 fn check_qualified_name(key: &str) -> Result<(), String> {
-    match key.split_once('/') {
-        None => check_name_part(key, 63),
-        Some((prefix, name)) => {
-            let dns_label = |label: &str| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            };
-            if prefix.len() > 253 || !prefix.split('.').all(dns_label) {
-                return Err("prefix part must be a lowercase RFC 1123 subdomain".into());
-            }
-            check_name_part(name, 63)
-        }
-    }
+    crate::validation::qualified_name(key).into_iter().next().map_or(Ok(()), Err)
 }
 
-/// A label value: empty, or a name part of at most 63 characters.
+/// The first problem with `value` as a label value, if any.
 fn check_label_value(value: &str) -> Result<(), String> {
-    if value.is_empty() { Ok(()) } else { check_name_part(value, 63) }
+    crate::validation::label_value(value).into_iter().next().map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
