@@ -11,14 +11,17 @@
 //!   it and how kubectl names it;
 //! - [`ApiError`]: errors as `metav1.Status`, with upstream's reasons, codes and messages;
 //! - [`validation`]: the name rules, qualified names, label values and `metadata` checks
-//!   every kind shares.
+//!   every kind shares;
+//! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed.
 
 mod merge_patch;
+mod quantity;
 pub mod registry;
 mod selector;
 mod status;
 pub mod validation;
 
 pub use merge_patch::merge_patch;
+pub use quantity::{Format, Quantity, QuantityError};
 pub use selector::{FieldSelector, LabelSelector, Operator, Requirement, SelectorError};
 pub use status::{ApiError, Cause, Details, FieldError, FieldErrorKind};
