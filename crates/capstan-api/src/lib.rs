@@ -12,13 +12,15 @@
 //! - [`ApiError`]: errors as `metav1.Status`, with upstream's reasons, codes and messages;
 //! - [`validation`]: the name rules, qualified names, label values and `metadata` checks
 //!   every kind shares;
-//! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed.
+//! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed;
+//! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns.
 
 mod merge_patch;
 mod quantity;
 pub mod registry;
 mod selector;
 mod status;
+pub mod table;
 pub mod validation;
 
 pub use merge_patch::merge_patch;
