@@ -967,6 +967,653 @@ const ENDPOINTS: Printer = Printer {
     },
 };
 
+/// `RWO,ROX,RWX,RWOP` in that order, for the modes present.
+fn access_modes(modes: &[Value]) -> String {
+    let has = |mode: &str| modes.iter().any(|m| m.as_str() == Some(mode));
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(mode, _)| has(mode))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A quantity field in its canonical form (or as written, if it does not parse).
+fn quantity(value: Option<&Value>) -> Option<String> {
+    let text = value?.as_str()?;
+    Some(crate::Quantity::parse(text).map_or_else(|_| text.to_owned(), |q| q.to_string()))
+}
+
+/// The storage class of a volume or claim: the beta annotation wins over the field.
+fn storage_class(object: &Value) -> String {
+    text(object, &["metadata", "annotations", "volume.beta.kubernetes.io/storage-class"])
+        .or_else(|| text(object, &["spec", "storageClassName"]))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn deleting(object: &Value) -> bool {
+    at(object, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null())
+}
+
+fn or_unset(value: Option<&str>) -> String {
+    value.map_or_else(|| "<unset>".to_owned(), str::to_owned)
+}
+
+/// The first three entries joined with `,`, then ` + N more...`; `<unset>` when empty.
+fn list_with_more(items: &[String]) -> String {
+    if items.is_empty() {
+        return "<unset>".to_owned();
+    }
+    let mut shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if items.len() > 3 {
+        shown.push_str(&format!(" + {} more...", items.len() - 3));
+    }
+    shown
+}
+
+/// An IntOrString field as text, or `N/A`.
+fn int_or_string(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => "N/A".to_owned(),
+    }
+}
+
+const PERSISTENT_VOLUME: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Capacity",
+            "string",
+            "capacity is the description of the persistent volume's resources and capacity.",
+            0,
+        ),
+        column(
+            "Access Modes",
+            "string",
+            "accessModes contains all ways the volume can be mounted.",
+            0,
+        ),
+        column(
+            "Reclaim Policy",
+            "string",
+            "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.",
+            0,
+        ),
+        column(
+            "Status",
+            "string",
+            "phase indicates if a volume is available, bound to a claim, or released by a claim.",
+            0,
+        ),
+        column(
+            "Claim",
+            "string",
+            "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.",
+            0,
+        ),
+        column("StorageClass", "string", "StorageClass of the pv", 0),
+        column("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv", 0),
+        column(
+            "Reason",
+            "string",
+            "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.",
+            0,
+        ),
+        AGE,
+        column(
+            "VolumeMode",
+            "string",
+            "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.",
+            1,
+        ),
+    ],
+    cells: |pv, now| {
+        let claim = match at(pv, &["spec", "claimRef"]).filter(|c| !c.is_null()) {
+            Some(claim) => format!(
+                "{}/{}",
+                text(claim, &["namespace"]).unwrap_or(""),
+                text(claim, &["name"]).unwrap_or("")
+            ),
+            None => String::new(),
+        };
+        let status =
+            if deleting(pv) { "Terminating" } else { text(pv, &["status", "phase"]).unwrap_or("") };
+        vec![
+            name(pv),
+            json!(
+                quantity(at(pv, &["spec", "capacity", "storage"]))
+                    .unwrap_or_else(|| "0".to_owned())
+            ),
+            json!(access_modes(list(pv, &["spec", "accessModes"]))),
+            json!(text(pv, &["spec", "persistentVolumeReclaimPolicy"]).unwrap_or("")),
+            json!(status),
+            json!(claim),
+            json!(storage_class(pv)),
+            json!(or_unset(text(pv, &["spec", "volumeAttributesClassName"]))),
+            json!(text(pv, &["status", "reason"]).unwrap_or("")),
+            object_age(pv, now),
+            json!(or_unset(text(pv, &["spec", "volumeMode"]))),
+        ]
+    },
+};
+
+const PERSISTENT_VOLUME_CLAIM: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Status",
+            "string",
+            "phase represents the current phase of PersistentVolumeClaim.",
+            0,
+        ),
+        column(
+            "Volume",
+            "string",
+            "volumeName is the binding reference to the PersistentVolume backing this claim.",
+            0,
+        ),
+        column(
+            "Capacity",
+            "string",
+            "capacity represents the actual resources of the underlying volume.",
+            0,
+        ),
+        column(
+            "Access Modes",
+            "string",
+            "accessModes contains the actual access modes the volume backing the PVC has.",
+            0,
+        ),
+        column("StorageClass", "string", "StorageClass of the pvc", 0),
+        column("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc", 0),
+        AGE,
+        column(
+            "VolumeMode",
+            "string",
+            "volumeMode defines what type of volume is required by the claim.",
+            1,
+        ),
+    ],
+    cells: |pvc, now| {
+        let volume = text(pvc, &["spec", "volumeName"]).unwrap_or("");
+        let (capacity, modes) = if volume.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                quantity(at(pvc, &["status", "capacity", "storage"]))
+                    .unwrap_or_else(|| "0".to_owned()),
+                access_modes(list(pvc, &["status", "accessModes"])),
+            )
+        };
+        let status = if deleting(pvc) {
+            "Terminating"
+        } else {
+            text(pvc, &["status", "phase"]).unwrap_or("")
+        };
+        vec![
+            name(pvc),
+            json!(status),
+            json!(volume),
+            json!(capacity),
+            json!(modes),
+            json!(storage_class(pvc)),
+            json!(or_unset(text(pvc, &["spec", "volumeAttributesClassName"]))),
+            object_age(pvc, now),
+            json!(or_unset(text(pvc, &["spec", "volumeMode"]))),
+        ]
+    },
+};
+
+const INGRESS: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Class",
+            "string",
+            "The name of the IngressClass resource that should be used for ingress.",
+            0,
+        ),
+        column(
+            "Hosts",
+            "string",
+            "Hosts that incoming requests are matched against before the ingress rule",
+            0,
+        ),
+        column(
+            "Address",
+            "string",
+            "Address is a list containing ingress points for the load-balancer",
+            0,
+        ),
+        column("Ports", "string", "Ports of TLS configurations that open", 0),
+        AGE,
+    ],
+    cells: |ingress, now| {
+        let rules = list(ingress, &["spec", "rules"]);
+        let mut hosts: Vec<&str> = Vec::new();
+        let mut more = false;
+        for rule in rules {
+            if hosts.len() == 3 {
+                more = true;
+                break;
+            }
+            hosts.extend(text(rule, &["host"]).filter(|h| !h.is_empty()));
+        }
+        let hosts = if hosts.is_empty() {
+            "*".to_owned()
+        } else if more {
+            format!("{} + {} more...", hosts.join(","), rules.len() - 3)
+        } else {
+            hosts.join(",")
+        };
+        let mut addresses: Vec<&str> = list(ingress, &["status", "loadBalancer", "ingress"])
+            .iter()
+            .filter_map(|i| {
+                text(i, &["ip"])
+                    .filter(|ip| !ip.is_empty())
+                    .or_else(|| text(i, &["hostname"]).filter(|h| !h.is_empty()))
+            })
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let ports = if list(ingress, &["spec", "tls"]).is_empty() { "80" } else { "80, 443" };
+        vec![
+            name(ingress),
+            json!(or_none(text(ingress, &["spec", "ingressClassName"]).unwrap_or(""))),
+            json!(hosts),
+            json!(addresses.join(",")),
+            json!(ports),
+            object_age(ingress, now),
+        ]
+    },
+};
+
+const INGRESS_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Controller", "string", "Controller that is responsible for handling this class", 0),
+        column("Parameters", "string", "A reference to a resource with additional parameters", 0),
+        AGE,
+    ],
+    cells: |class, now| {
+        let parameters = match at(class, &["spec", "parameters"]).filter(|p| !p.is_null()) {
+            None => "<none>".to_owned(),
+            Some(p) => {
+                let group = text(p, &["apiGroup"])
+                    .filter(|g| !g.is_empty())
+                    .map(|g| format!(".{g}"))
+                    .unwrap_or_default();
+                format!(
+                    "{}{group}/{}",
+                    text(p, &["kind"]).unwrap_or(""),
+                    text(p, &["name"]).unwrap_or("")
+                )
+            }
+        };
+        vec![
+            name(class),
+            json!(text(class, &["spec", "controller"]).unwrap_or("")),
+            json!(parameters),
+            object_age(class, now),
+        ]
+    },
+};
+
+const POD_DISRUPTION_BUDGET: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Min Available",
+            "string",
+            "The minimum number of pods that must be available simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            0,
+        ),
+        column(
+            "Max Unavailable",
+            "string",
+            "The maximum number of pods that may be unavailable simultaneously.  This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+            0,
+        ),
+        column(
+            "Allowed Disruptions",
+            "integer",
+            "Calculated number of pods that may be disrupted at this time.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |pdb, now| {
+        vec![
+            name(pdb),
+            json!(int_or_string(at(pdb, &["spec", "minAvailable"]))),
+            json!(int_or_string(at(pdb, &["spec", "maxUnavailable"]))),
+            json!(int(pdb, &["status", "disruptionsAllowed"])),
+            object_age(pdb, now),
+        ]
+    },
+};
+
+const STORAGE_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Provisioner", "string", "Indicates the type of the provisioner.", 0),
+        column("ReclaimPolicy", "string", "Indicates the type of the reclaim policy.", 0),
+        column(
+            "VolumeBindingMode",
+            "string",
+            "Indicates how PersistentVolumeClaims should be provisioned and bound.",
+            0,
+        ),
+        column(
+            "AllowVolumeExpansion",
+            "string",
+            "Indicates whether the storage class allow volume expand.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |class, now| {
+        let default = [
+            "storageclass.kubernetes.io/is-default-class",
+            "storageclass.beta.kubernetes.io/is-default-class",
+        ]
+        .iter()
+        .any(|key| text(class, &["metadata", "annotations", key]) == Some("true"));
+        let mut shown = text(class, &["metadata", "name"]).unwrap_or("").to_owned();
+        if default {
+            shown.push_str(" (default)");
+        }
+        vec![
+            json!(shown),
+            json!(text(class, &["provisioner"]).unwrap_or("")),
+            json!(text(class, &["reclaimPolicy"]).unwrap_or("Delete")),
+            json!(text(class, &["volumeBindingMode"]).unwrap_or("Immediate")),
+            json!(at(class, &["allowVolumeExpansion"]).and_then(Value::as_bool).unwrap_or(false)),
+            object_age(class, now),
+        ]
+    },
+};
+
+const PRIORITY_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Value", "integer", "value represents the integer value of this priority class.", 0),
+        column(
+            "Global-Default",
+            "boolean",
+            "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class.",
+            0,
+        ),
+        AGE,
+        column(
+            "PreemptionPolicy",
+            "string",
+            "preemptionPolicy is the Policy for preempting pods with lower priority.",
+            0,
+        ),
+    ],
+    cells: |class, now| {
+        vec![
+            name(class),
+            json!(int(class, &["value"])),
+            json!(at(class, &["globalDefault"]).and_then(Value::as_bool).unwrap_or(false)),
+            object_age(class, now),
+            json!(text(class, &["preemptionPolicy"]).unwrap_or("")),
+        ]
+    },
+};
+
+const LEASE: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Holder",
+            "string",
+            "holderIdentity contains the identity of the holder of a current lease.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |lease, now| {
+        vec![
+            name(lease),
+            json!(text(lease, &["spec", "holderIdentity"]).unwrap_or("")),
+            object_age(lease, now),
+        ]
+    },
+};
+
+const CONTROLLER_REVISION: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Controller", "string", "Controller of the object", 0),
+        column(
+            "Revision",
+            "string",
+            "Revision indicates the revision of the state represented by Data.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |revision, now| {
+        let controller = list(revision, &["metadata", "ownerReferences"])
+            .iter()
+            .find(|r| at(r, &["controller"]).and_then(Value::as_bool) == Some(true))
+            .map_or_else(
+                || "<none>".to_owned(),
+                |owner| {
+                    let group = text(owner, &["apiVersion"])
+                        .and_then(|v| v.split_once('/'))
+                        .map(|(g, _)| g)
+                        .unwrap_or("");
+                    let kind = text(owner, &["kind"]).unwrap_or("");
+                    let qualified =
+                        if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
+                    format!(
+                        "{}/{}",
+                        qualified.to_ascii_lowercase(),
+                        text(owner, &["name"]).unwrap_or("")
+                    )
+                },
+            );
+        vec![
+            name(revision),
+            json!(controller),
+            json!(int(revision, &["revision"])),
+            object_age(revision, now),
+        ]
+    },
+};
+
+const ENDPOINT_SLICE: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "AddressType",
+            "string",
+            "addressType specifies the type of address carried by this EndpointSlice.",
+            0,
+        ),
+        column(
+            "Ports",
+            "string",
+            "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            0,
+        ),
+        column("Endpoints", "string", "endpoints is a list of unique endpoints in this slice.", 0),
+        AGE,
+    ],
+    cells: |slice, now| {
+        let ports: Vec<String> = list(slice, &["ports"])
+            .iter()
+            .map(|p| match (at(p, &["port"]).and_then(Value::as_i64), text(p, &["name"])) {
+                (Some(port), _) => port.to_string(),
+                (None, Some(name)) if !name.is_empty() => name.to_owned(),
+                _ => "*".to_owned(),
+            })
+            .collect();
+        let addresses: Vec<String> = list(slice, &["endpoints"])
+            .iter()
+            .flat_map(|e| {
+                list(e, &["addresses"]).iter().filter_map(Value::as_str).map(str::to_owned)
+            })
+            .collect();
+        vec![
+            name(slice),
+            json!(text(slice, &["addressType"]).unwrap_or("")),
+            json!(list_with_more(&ports)),
+            json!(list_with_more(&addresses)),
+            object_age(slice, now),
+        ]
+    },
+};
+
+const ROLE_BINDING: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Role", "string", "Role of the binding", 0),
+        AGE,
+        column("Users", "string", "Users in the binding", 1),
+        column("Groups", "string", "Groups in the binding", 1),
+        column("ServiceAccounts", "string", "ServiceAccounts in the binding", 1),
+    ],
+    cells: |binding, now| {
+        let subjects = list(binding, &["subjects"]);
+        let of_kind = |kind: &str| {
+            subjects
+                .iter()
+                .filter(|s| text(s, &["kind"]) == Some(kind))
+                .map(|s| match kind {
+                    "ServiceAccount" => format!(
+                        "{}/{}",
+                        text(s, &["namespace"]).unwrap_or(""),
+                        text(s, &["name"]).unwrap_or("")
+                    ),
+                    _ => text(s, &["name"]).unwrap_or("").to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        vec![
+            name(binding),
+            json!(format!(
+                "{}/{}",
+                text(binding, &["roleRef", "kind"]).unwrap_or(""),
+                text(binding, &["roleRef", "name"]).unwrap_or("")
+            )),
+            object_age(binding, now),
+            json!(of_kind("User")),
+            json!(of_kind("Group")),
+            json!(of_kind("ServiceAccount")),
+        ]
+    },
+};
+
+const RESOURCE_QUOTA: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Request",
+            "string",
+            "Request represents a minimum amount of cpu/memory that a container may consume.",
+            0,
+        ),
+        column(
+            "Limit",
+            "string",
+            "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |quota, now| {
+        let (mut requests, mut limits) = (Vec::new(), Vec::new());
+        if let Some(hard) = at(quota, &["status", "hard"]).and_then(Value::as_object) {
+            let mut keys: Vec<&String> = hard.keys().collect();
+            keys.sort();
+            for key in keys {
+                let used =
+                    quantity(at(quota, &["status", "used", key])).unwrap_or_else(|| "0".to_owned());
+                let limit = quantity(hard.get(key)).unwrap_or_default();
+                let entry = format!("{key}: {used}/{limit}");
+                if key.split_once('.').is_some_and(|(first, _)| first == "limits") {
+                    limits.push(entry);
+                } else {
+                    requests.push(entry);
+                }
+            }
+        }
+        vec![
+            name(quota),
+            json!(requests.join(", ")),
+            json!(limits.join(", ")),
+            object_age(quota, now),
+        ]
+    },
+};
+
+const NETWORK_POLICY: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Pod-Selector",
+            "string",
+            "Selects the pods to which this NetworkPolicy object applies.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |policy, now| {
+        vec![
+            name(policy),
+            json!(format_label_selector(at(policy, &["spec", "podSelector"]))),
+            object_age(policy, now),
+        ]
+    },
+};
+
+const RUNTIME_CLASS: Printer = Printer {
+    columns: &[
+        NAME,
+        column(
+            "Handler",
+            "string",
+            "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class.",
+            0,
+        ),
+        AGE,
+    ],
+    cells: |class, now| {
+        vec![name(class), json!(text(class, &["handler"]).unwrap_or("")), object_age(class, now)]
+    },
+};
+
+const POD_TEMPLATE: Printer = Printer {
+    columns: &[
+        NAME,
+        column("Containers", "string", "Names of each container in the template.", 0),
+        column("Images", "string", "Images referenced by each container in the template.", 0),
+        column("Pod Labels", "string", "The labels for the pod template.", 0),
+    ],
+    cells: |template, _| {
+        let (names, images) = containers(at(template, &["template", "spec"]));
+        vec![
+            name(template),
+            names,
+            images,
+            json!(format_labels(at(template, &["template", "metadata", "labels"]))),
+        ]
+    },
+};
+
 /// The printer of a kind, when kube-apiserver has one (and Capstan has it yet; the others
 /// get the default table).
 pub(super) fn for_kind(group: &str, kind: &str) -> Option<Printer> {
@@ -989,6 +1636,21 @@ pub(super) fn for_kind(group: &str, kind: &str) -> Option<Printer> {
         ("apps", "DaemonSet") => DAEMON_SET,
         ("batch", "Job") => JOB,
         ("batch", "CronJob") => CRON_JOB,
+        ("", "PersistentVolume") => PERSISTENT_VOLUME,
+        ("", "PersistentVolumeClaim") => PERSISTENT_VOLUME_CLAIM,
+        ("", "ResourceQuota") => RESOURCE_QUOTA,
+        ("", "PodTemplate") => POD_TEMPLATE,
+        ("networking.k8s.io", "Ingress") => INGRESS,
+        ("networking.k8s.io", "IngressClass") => INGRESS_CLASS,
+        ("networking.k8s.io", "NetworkPolicy") => NETWORK_POLICY,
+        ("policy", "PodDisruptionBudget") => POD_DISRUPTION_BUDGET,
+        ("storage.k8s.io", "StorageClass") => STORAGE_CLASS,
+        ("scheduling.k8s.io", "PriorityClass") => PRIORITY_CLASS,
+        ("coordination.k8s.io", "Lease") => LEASE,
+        ("apps", "ControllerRevision") => CONTROLLER_REVISION,
+        ("discovery.k8s.io", "EndpointSlice") => ENDPOINT_SLICE,
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
+        ("node.k8s.io", "RuntimeClass") => RUNTIME_CLASS,
         _ => return None,
     })
 }
@@ -1263,6 +1925,104 @@ mod tests {
                 json!("web.1")
             ]
         );
+    }
+
+    #[test]
+    fn storage_and_policy_cells() {
+        let pv = cells(
+            PERSISTENT_VOLUME,
+            json!({"metadata": {"name": "pv1", "annotations": {"volume.beta.kubernetes.io/storage-class": "fast"}},
+            "spec": {"capacity": {"storage": "1.5Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                     "claimRef": {"namespace": "default", "name": "data"}, "storageClassName": "slow"},
+            "status": {"phase": "Bound"}}),
+        );
+        assert_eq!(
+            &pv[1..9],
+            &[
+                json!("1536Mi"),
+                json!("RWO,RWX"),
+                json!("Retain"),
+                json!("Bound"),
+                json!("default/data"),
+                json!("fast"),
+                json!("<unset>"),
+                json!("")
+            ]
+        );
+        let pending = cells(
+            PERSISTENT_VOLUME_CLAIM,
+            json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "local"}, "status": {"phase": "Pending"}}),
+        );
+        assert_eq!(
+            &pending[1..6],
+            &[json!("Pending"), json!(""), json!(""), json!(""), json!("local")]
+        );
+        let quota = cells(
+            RESOURCE_QUOTA,
+            json!({"metadata": {"name": "q"}, "status": {"hard": {"pods": "10", "requests.cpu": "1", "limits.memory": "2Gi"}, "used": {"pods": "2", "requests.cpu": "500m"}}}),
+        );
+        assert_eq!(
+            &quota[1..3],
+            &[json!("pods: 2/10, requests.cpu: 500m/1"), json!("limits.memory: 0/2Gi")]
+        );
+        let pdb = cells(
+            POD_DISRUPTION_BUDGET,
+            json!({"metadata": {"name": "p"}, "spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 1}}),
+        );
+        assert_eq!(&pdb[1..4], &[json!("50%"), json!("N/A"), json!(1)]);
+        let class = cells(
+            STORAGE_CLASS,
+            json!({"metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "rancher.io/local-path"}),
+        );
+        assert_eq!(
+            &class[..5],
+            &[
+                json!("local-path (default)"),
+                json!("rancher.io/local-path"),
+                json!("Delete"),
+                json!("Immediate"),
+                json!(false)
+            ]
+        );
+    }
+
+    #[test]
+    fn networking_and_rbac_cells() {
+        let ingress = cells(
+            INGRESS,
+            json!({"metadata": {"name": "i"}, "spec": {"ingressClassName": "nginx", "tls": [{}],
+            "rules": [{"host": "a.example"}, {"host": "b.example"}, {}, {"host": "c.example"}, {"host": "d.example"}]}}),
+        );
+        assert_eq!(
+            &ingress[1..5],
+            &[
+                json!("nginx"),
+                json!("a.example,b.example,c.example + 2 more..."),
+                json!(""),
+                json!("80, 443")
+            ]
+        );
+        let slice = cells(
+            ENDPOINT_SLICE,
+            json!({"metadata": {"name": "web-x"}, "addressType": "IPv4", "ports": [{"port": 80}, {"name": "http"}],
+            "endpoints": [{"addresses": ["10.42.0.1"]}, {"addresses": ["10.42.0.2", "10.42.0.3", "10.42.0.4"]}]}),
+        );
+        assert_eq!(
+            &slice[1..4],
+            &[json!("IPv4"), json!("80,http"), json!("10.42.0.1,10.42.0.2,10.42.0.3 + 1 more...")]
+        );
+        let binding = cells(
+            ROLE_BINDING,
+            json!({"metadata": {"name": "b"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"}, {"kind": "ServiceAccount", "namespace": "ci", "name": "runner"}]}),
+        );
+        assert_eq!(binding[1], "ClusterRole/view");
+        assert_eq!(&binding[3..], &[json!("alice, bob"), json!(""), json!("ci/runner")]);
+        let revision = cells(
+            CONTROLLER_REVISION,
+            json!({"metadata": {"name": "r", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "fluentd", "controller": true}]}, "revision": 2}),
+        );
+        assert_eq!(&revision[1..3], &[json!("daemonset.apps/fluentd"), json!(2)]);
     }
 
     #[test]
