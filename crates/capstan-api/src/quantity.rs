@@ -79,17 +79,22 @@ impl Quantity {
             return Err(QuantityError::Format);
         }
         let (mut format, base, exponent) = parse_suffix(suffix)?;
-        // The digits as an integer, with `fraction.len()` digits after the point.
-        let digits: String = whole.chars().chain(fraction.chars()).collect();
+        // The digits as one integer with a power-of-ten shift: trailing zeros move into the
+        // shift, and digits past the 38 an i128 holds are dropped, remembering whether any of
+        // them was non-zero (the value is then rounded up, as upstream rounds to nanos).
+        let mut digits: String = whole.chars().chain(fraction.chars()).collect();
+        let mut shift = -(fraction.len() as i64);
+        while digits.ends_with('0') {
+            digits.pop();
+            shift += 1;
+        }
         let digits = digits.trim_start_matches('0');
-        let mantissa: i128 = if digits.is_empty() {
-            0
-        } else if digits.len() > 38 {
-            return Err(QuantityError::TooLarge);
-        } else {
-            digits.parse().map_err(|_| QuantityError::TooLarge)?
-        };
-        let mut nanos = scale(mantissa, base, exponent, -(fraction.len() as i64))?;
+        let (kept, dropped) = digits.split_at(digits.len().min(38));
+        let sticky = dropped.bytes().any(|b| b != b'0');
+        shift += dropped.len() as i64;
+        let mantissa: i128 =
+            if kept.is_empty() { 0 } else { kept.parse().map_err(|_| QuantityError::TooLarge)? };
+        let mut nanos = scale(mantissa, base, exponent, shift, sticky)?;
         if negative {
             nanos = -nanos;
         }
@@ -209,42 +214,46 @@ fn parse_suffix(suffix: &str) -> Result<(Format, i128, i64), QuantityError> {
     }
 }
 
-/// `mantissa × 10^decimal_shift × base^exponent`, in nano-units, rounded up.
+/// `mantissa × 10^decimal_shift × base^exponent` (plus a sliver when `sticky`), in
+/// nano-units, rounded up.
 fn scale(
     mantissa: i128,
     base: i128,
     exponent: i64,
     decimal_shift: i64,
+    sticky: bool,
 ) -> Result<i128, QuantityError> {
-    // Work in nano-units: shift the decimal point nine places right.
-    let (mut numerator, mut denominator) = (mantissa, 1i128);
-    let mut multiply = |factor: i128, times: i64| -> Result<(), QuantityError> {
-        for _ in 0..times.unsigned_abs() {
-            if times > 0 {
-                numerator = numerator.checked_mul(factor).ok_or(QuantityError::TooLarge)?;
-            } else {
-                denominator = denominator.checked_mul(factor).ok_or(QuantityError::TooLarge)?;
-            }
-        }
-        Ok(())
-    };
-    let ten_power = decimal_shift + 9 + if base == 10 { exponent } else { 0 };
-    if !(-60..=60).contains(&ten_power) {
-        // Beyond what nano-units in an i128 hold: far below a nano rounds up to one, far above
-        // does not fit.
-        if ten_power < 0 && mantissa != 0 {
-            return Ok(1);
-        }
-        if mantissa == 0 {
-            return Ok(0);
-        }
+    if mantissa == 0 {
+        return Ok(0);
+    }
+    let decimal_exponent = if base == 10 { exponent } else { 0 };
+    let ten_power = decimal_shift
+        .checked_add(9)
+        .and_then(|power| power.checked_add(decimal_exponent))
+        // Only an absurd exponent overflows; its sign says which way.
+        .unwrap_or(if decimal_exponent < 0 { i64::MIN } else { i64::MAX });
+    if base == 10 && ten_power < -38 {
+        // The mantissa has at most 38 digits: the value is below one nano, which rounds up.
+        return Ok(1);
+    }
+    if !(-38..=38).contains(&ten_power) {
         return Err(QuantityError::TooLarge);
     }
-    multiply(10, ten_power)?;
-    if base == 2 {
-        multiply(2, exponent)?;
+    let (mut numerator, mut denominator) = (mantissa, 1i128);
+    let power = 10i128.pow(ten_power.unsigned_abs() as u32);
+    if ten_power >= 0 {
+        numerator = numerator.checked_mul(power).ok_or(QuantityError::TooLarge)?;
+    } else {
+        denominator = power;
     }
-    Ok(div_ceil(numerator, denominator))
+    if base == 2 {
+        let factor = 2i128
+            .checked_pow(u32::try_from(exponent).map_err(|_| QuantityError::TooLarge)?)
+            .ok_or(QuantityError::TooLarge)?;
+        numerator = numerator.checked_mul(factor).ok_or(QuantityError::TooLarge)?;
+    }
+    let rounded = div_ceil(numerator, denominator);
+    Ok(if sticky && numerator % denominator == 0 { rounded + 1 } else { rounded })
 }
 
 /// `numerator / denominator` (denominator positive), rounded away from zero.
@@ -472,6 +481,27 @@ mod tests {
         ] {
             assert!(Quantity::parse(input).is_err(), "{input:?} parsed");
         }
+    }
+
+    #[test]
+    fn extreme_inputs_are_handled_without_panicking() {
+        let q = |text: &str| Quantity::parse(text);
+        assert_eq!(q("1e9223372036854775807"), Err(QuantityError::TooLarge));
+        for tiny in [
+            "1e-48",
+            "1e-70",
+            "1e-9223372036854775807",
+            "0.000000000000000000000000000000000000000000000000001",
+        ] {
+            assert_eq!(q(tiny).unwrap().nano_value(), 1, "{tiny}");
+        }
+        let long_one = format!("1.{}", "0".repeat(60));
+        assert_eq!(q(&long_one).unwrap(), q("1").unwrap());
+        assert_eq!(
+            q("0.1234567890123456789012345678901234567890").unwrap().to_string(),
+            "123456790n"
+        );
+        assert_eq!(q(&format!("{}1", "0".repeat(100))).unwrap().to_string(), "1");
     }
 
     #[test]

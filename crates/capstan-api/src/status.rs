@@ -226,8 +226,12 @@ impl ApiError {
                 format!("[{}]", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
             }
         };
-        let mut error =
-            Self::new(422, "Invalid", format!("{} {name:?} is invalid: {listed}", resource.kind));
+        let kind = if resource.group.is_empty() {
+            resource.kind.to_owned()
+        } else {
+            format!("{}.{}", resource.kind, resource.group)
+        };
+        let mut error = Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {listed}"));
         error.details = Some(Details {
             name: Some(name.to_owned()),
             group: (!resource.group.is_empty()).then(|| resource.group.to_owned()),
@@ -409,6 +413,17 @@ mod tests {
         assert_eq!(
             single.message,
             "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
+    }
+
+    #[test]
+    fn invalid_names_a_grouped_kind_with_its_group() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let error =
+            ApiError::invalid(deployments, "web", &[FieldError::required("spec.selector", "")]);
+        assert_eq!(
+            error.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
         );
     }
 

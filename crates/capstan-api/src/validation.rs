@@ -167,8 +167,9 @@ impl NameRule {
     }
 }
 
-/// Checks an object's `metadata` for a create: a valid name or generateName, a namespace
-/// exactly when the type is namespaced, and valid labels, annotations and finalizers.
+/// Checks an object's `metadata` for a create: a valid name or generateName, a valid
+/// namespace when the type is namespaced, and valid labels, annotations and finalizers. The
+/// caller clears `metadata.namespace` of cluster-scoped objects first, as upstream does.
 pub fn object_meta(metadata: &Value, resource: &ResourceType) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let text = |field: &str| metadata.get(field).and_then(Value::as_str).unwrap_or("");
@@ -201,9 +202,8 @@ pub fn object_meta(metadata: &Value, resource: &ResourceType) -> Vec<FieldError>
                 .into_iter()
                 .map(|p| FieldError::invalid("metadata.namespace", namespace, p)),
         ),
-        Scope::Cluster if !namespace.is_empty() => {
-            errors.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
-        }
+        // kube-apiserver clears the namespace of a cluster-scoped object before validating
+        // it, so that `kubectl apply` of one that names a namespace still works.
         Scope::Cluster => {}
     }
     errors.extend(string_map(metadata, "labels", |errors, key, value| {
@@ -352,10 +352,6 @@ mod tests {
             ["metadata.name: Required value: name or generateName is required"]
         );
         assert_eq!(problems(json!({"name":"web"}), "pods"), ["metadata.namespace: Required value"]);
-        assert_eq!(
-            problems(json!({"name":"x","namespace":"default"}), "namespaces"),
-            ["metadata.namespace: Forbidden: not allowed on this type"]
-        );
         let service = problems(json!({"name":"1web","namespace":"default"}), "services");
         assert_eq!(service.len(), 1);
         assert!(

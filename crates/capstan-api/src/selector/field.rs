@@ -76,23 +76,34 @@ fn split_unescaped(text: &str, separator: char) -> Result<Vec<String>, SelectorE
 }
 
 fn parse_term(term: &str) -> Result<FieldRequirement, SelectorError> {
-    // The field ends at the first unescaped operator; fields themselves never contain one.
-    let (field, rest, negated) = if let Some(index) = term.find("!=") {
-        (&term[..index], &term[index + 2..], true)
-    } else if let Some(index) = term.find("==") {
-        (&term[..index], &term[index + 2..], false)
-    } else if let Some(index) = term.find('=') {
-        (&term[..index], &term[index + 1..], false)
-    } else {
+    // The field ends where the first operator starts, scanning from the left; fields never
+    // contain one.
+    let operator = (0..term.len()).find_map(|at| {
+        let rest = term.get(at..)?;
+        if rest.starts_with("!=") {
+            Some((at, 2, true))
+        } else if rest.starts_with("==") {
+            Some((at, 2, false))
+        } else if rest.starts_with('=') {
+            Some((at, 1, false))
+        } else {
+            None
+        }
+    });
+    let Some((at, len, negated)) = operator else {
         return Err(SelectorError::Field(format!(
             "{term:?}: expected field=value, field==value or field!=value"
         )));
     };
-    let field = field.trim();
+    let field = &term[..at];
     if field.is_empty() {
         return Err(SelectorError::Field(format!("{term:?}: the field name is empty")));
     }
-    Ok(FieldRequirement { field: field.to_owned(), value: unescape(rest, term)?, negated })
+    Ok(FieldRequirement {
+        field: field.to_owned(),
+        value: unescape(&term[at + len..], term)?,
+        negated,
+    })
 }
 
 /// Undoes `\\`, `\,` and `\=`; any other escape, or an unescaped `=` or `,`, is an error.
@@ -157,7 +168,7 @@ mod tests {
 
     #[test]
     fn malformed_terms_are_refused() {
-        for bad in ["metadata.name", "=x", " == x"] {
+        for bad in ["metadata.name", "=x", "metadata.name=a!=b"] {
             let error = FieldSelector::parse(bad).expect_err(bad).to_string();
             assert!(error.starts_with("invalid field selector: "), "{bad}: {error}");
         }

@@ -279,28 +279,32 @@ impl Parser {
         }
     }
 
-    /// `( v1, v2, ... )` after `in` or `notin`; never empty.
+    /// `( v1, v2, ... )` after `in` or `notin`. As upstream, an empty slot is the empty value:
+    /// `()` is the set {""}, and so are the gaps in `(a,,b)` or `(a,)`.
     fn value_set(&mut self) -> Result<Vec<String>, SelectorError> {
         if self.next() != Some(Token::Open) {
             return Err(error("found something else, expected: '('".into()));
         }
         let mut values = Vec::new();
+        let mut expecting_value = true;
         loop {
             match self.next() {
-                Some(Token::Identifier(value)) => values.push(value),
-                Some(Token::Close) if values.is_empty() => {
-                    return Err(error(
-                        "for 'in', 'notin' operators, values set can't be empty".into(),
-                    ));
+                Some(Token::Identifier(value)) if expecting_value => {
+                    values.push(value);
+                    expecting_value = false;
                 }
-                Some(other) => {
-                    return Err(error(format!("found '{}', expected: identifier", other.text())));
+                Some(Token::Comma) => {
+                    if expecting_value {
+                        values.push(String::new());
+                    }
+                    expecting_value = true;
                 }
-                None => return Err(error("found 'end of string', expected: ')'".into())),
-            }
-            match self.next() {
-                Some(Token::Comma) => {}
-                Some(Token::Close) => return Ok(values),
+                Some(Token::Close) => {
+                    if expecting_value {
+                        values.push(String::new());
+                    }
+                    return Ok(values);
+                }
                 Some(other) => {
                     return Err(error(format!("found '{}', expected: ',' or ')'", other.text())));
                 }
@@ -365,6 +369,12 @@ mod tests {
             ],
         );
         check("", &[(&[], true), (&[("a", "b")], true)]);
+        // Empty slots are the empty value, as upstream.
+        check("tier notin ()", &[(&[("tier", "")], false), (&[("tier", "a")], true)]);
+        check(
+            "tier in (a,)",
+            &[(&[("tier", "")], true), (&[("tier", "a")], true), (&[("tier", "b")], false)],
+        );
     }
 
     #[test]
@@ -391,7 +401,6 @@ mod tests {
         for (selector, reason) in [
             ("app=web,", "expected: identifier"),
             ("=web", "expected: !, identifier"),
-            ("tier in ()", "can't be empty"),
             ("tier in (a", "expected: ')'"),
             ("tier in (a b)", "expected: ',' or ')'"),
             ("tier in a", "expected: '('"),

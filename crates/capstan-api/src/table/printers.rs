@@ -118,8 +118,10 @@ const SERVICE_ACCOUNT: Printer = Printer {
     },
 };
 
+/// The value at a path of keys; an explicit `null` counts as absent, as a nil pointer does
+/// upstream.
 fn at<'a>(object: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |value, key| value.get(key))
+    path.iter().try_fold(object, |value, key| value.get(key)).filter(|value| !value.is_null())
 }
 
 fn int(object: &Value, path: &[&str]) -> i64 {
@@ -1492,11 +1494,12 @@ const ROLE_BINDING: Printer = Printer {
                 .iter()
                 .filter(|s| text(s, &["kind"]) == Some(kind))
                 .map(|s| match kind {
-                    "ServiceAccount" => format!(
-                        "{}/{}",
-                        text(s, &["namespace"]).unwrap_or(""),
-                        text(s, &["name"]).unwrap_or("")
-                    ),
+                    "ServiceAccount" => match text(s, &["namespace"]).filter(|ns| !ns.is_empty()) {
+                        Some(namespace) => {
+                            format!("{namespace}/{}", text(s, &["name"]).unwrap_or(""))
+                        }
+                        None => text(s, &["name"]).unwrap_or("").to_owned(),
+                    },
                     _ => text(s, &["name"]).unwrap_or("").to_owned(),
                 })
                 .collect::<Vec<_>>()
@@ -1789,6 +1792,13 @@ mod tests {
             json!({"containers": [{"name": "a"}]}),
         );
         assert_eq!(gated.1, "SchedulingGated");
+        // Explicit nulls are absent, not "terminated with exit code 0" or "running".
+        let nulls = pod_summary(
+            json!({"phase": "Running", "containerStatuses": [
+            {"name": "a", "ready": true, "state": {"terminated": null, "running": null, "waiting": {"reason": "ContainerCreating"}}}]}),
+            json!({"containers": [{"name": "a"}]}),
+        );
+        assert_eq!(nulls, ("0/1".into(), "ContainerCreating".into(), "0".into()));
     }
 
     #[test]
