@@ -15,6 +15,8 @@
 //! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed;
 //! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns.
 
+#[cfg(test)]
+mod exhaustive;
 mod merge_patch;
 mod quantity;
 pub mod registry;

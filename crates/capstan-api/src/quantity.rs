@@ -545,7 +545,7 @@ mod tests {
     fn every_short_string_parses_or_is_refused() {
         // Nothing panics, and whatever parses prints something that parses to the same amount.
         let alphabet = ['1', '0', '.', '-', '+', 'e', 'E', 'K', 'i', 'm', 'G', '9'];
-        fn walk(text: &mut String, alphabet: &[char], depth: usize) {
+        crate::exhaustive::every_string(&alphabet, 5, |text| {
             if let Ok(quantity) = Quantity::parse(text) {
                 let printed = quantity.to_string();
                 assert_eq!(
@@ -554,15 +554,6 @@ mod tests {
                     "{text:?} printed {printed:?}"
                 );
             }
-            if depth == 0 {
-                return;
-            }
-            for &c in alphabet {
-                text.push(c);
-                walk(text, alphabet, depth - 1);
-                text.pop();
-            }
-        }
-        walk(&mut String::new(), &alphabet, 5);
+        });
     }
 }

@@ -423,20 +423,11 @@ mod tests {
         // A cheap exhaustive sweep over short strings of the grammar's characters: nothing
         // panics, and whatever parses matches without panicking.
         let alphabet = ['a', '=', '!', ',', '(', ')', ' ', '<', '>', '1', 'i', 'n'];
-        let mut text = String::new();
-        fn walk(text: &mut String, alphabet: &[char], depth: usize) {
+        let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+        crate::exhaustive::every_string(&alphabet, 5, |text| {
             if let Ok(selector) = LabelSelector::parse(text) {
-                selector.matches(&BTreeMap::from([("a".to_owned(), "1".to_owned())]));
+                selector.matches(&labels);
             }
-            if depth == 0 {
-                return;
-            }
-            for &c in alphabet {
-                text.push(c);
-                walk(text, alphabet, depth - 1);
-                text.pop();
-            }
-        }
-        walk(&mut text, &alphabet, 5);
+        });
     }
 }
