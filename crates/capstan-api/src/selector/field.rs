@@ -167,6 +167,15 @@ mod tests {
     }
 
     #[test]
+    fn every_short_string_parses_or_is_refused() {
+        crate::exhaustive::every_string(&['a', '=', '!', ',', '\\', 'é', '.'], 6, |text| {
+            if let Ok(selector) = FieldSelector::parse(text) {
+                selector.matches(|_| Some("a"));
+            }
+        });
+    }
+
+    #[test]
     fn malformed_terms_are_refused() {
         for bad in ["metadata.name", "=x", "metadata.name=a!=b"] {
             let error = FieldSelector::parse(bad).expect_err(bad).to_string();

@@ -151,6 +151,17 @@ mod tests {
     }
 
     #[test]
+    fn no_input_makes_the_timestamp_parser_panic() {
+        // Valid prefixes followed by every short tail, non-ASCII included.
+        let alphabet = ['0', '9', ':', '+', '-', 'Z', '.', 'é', 'T'];
+        for prefix in ["2026-11-22T22:19:", "2026-11-22T22:19:00", "2026-11-22T22:19:00.5"] {
+            crate::exhaustive::every_string(&alphabet, 4, |tail| {
+                let _ = parse_rfc3339(&format!("{prefix}{tail}"));
+            });
+        }
+    }
+
+    #[test]
     fn ages_read_as_kubectls() {
         for (seconds, shown) in [
             (-5, "<invalid>"),
