@@ -45,16 +45,21 @@ pub(crate) fn up(data_dir: &Path) -> anyhow::Result<()> {
     std::fs::write(&pid_file, pid.to_string())?;
     wait_ready(&log_path, log_start, pid)?;
 
+    let kubeconfig = "/etc/capstan/capstan.yaml";
     println!(
         "\nCapstan is running (pid {pid}).
-  data:  {data}
-  log:   {log}
-  stop:  cargo xtask down{data_flag}
+  data:        {data}
+  log:         {log}
+  kubeconfig:  {kubeconfig}
+  stop:        cargo xtask down{data_flag}
 
-What runs today: the datastore (embedded SQLite at {data}/server/db/state.db).
-The API server is not built yet, so there is no kubeconfig and kubectl has nothing to talk
-to; once it lands, `up` writes /etc/capstan/capstan.yaml and `KUBECONFIG=/etc/capstan/capstan.yaml
-kubectl get nodes` works.",
+Try it:
+  KUBECONFIG={kubeconfig} kubectl version
+  KUBECONFIG={kubeconfig} kubectl api-resources
+
+What runs today: the datastore (embedded SQLite at {data}/server/db/state.db) and the API
+server's TLS front with version, health and discovery. Objects (kubectl get ns, create, ...)
+are not served yet.",
         data = data_dir.display(),
         log = log_path.display(),
         data_flag = default_flag(data_dir),
@@ -122,7 +127,7 @@ fn wait_ready(log_path: &Path, offset: u64, pid: u32) -> anyhow::Result<()> {
         if reader.read_line(&mut line)? > 0 {
             eprint!("    {line}");
             seen.push_str(&line);
-            if line.contains("datastore ready") {
+            if line.contains("API server ready") {
                 return Ok(());
             }
             continue;

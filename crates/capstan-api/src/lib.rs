@@ -13,8 +13,10 @@
 //! - [`validation`]: the name rules, qualified names, label values and `metadata` checks
 //!   every kind shares;
 //! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed;
-//! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns.
+//! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns;
+//! - [`discovery`]: the discovery documents, legacy and aggregated, from the registry.
 
+pub mod discovery;
 #[cfg(test)]
 mod exhaustive;
 mod merge_patch;

@@ -1,8 +1,11 @@
-//! `capstan server`: one control-plane process. Today it opens the datastore and keeps it
-//! serving until stopped; the API server, scheduler and controllers join it in later work.
+//! `capstan server`: one control-plane process. Today it opens the datastore, serves the API
+//! server's HTTPS endpoints that exist (version, health, discovery) and writes the admin
+//! kubeconfig; the REST machinery, scheduler and controllers join it in later work.
 
 use anyhow::Context;
+use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames};
 use capstan_store::DatastoreEndpoint;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// Flags of `capstan server` (names follow k3s where k3s has the same flag).
@@ -20,6 +23,18 @@ pub(crate) struct ServerArgs {
     /// The prefix of Capstan's keys in etcd (ignored for sqlite).
     #[arg(long, default_value = "/registry")]
     etcd_prefix: String,
+
+    /// The port of the HTTPS API.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+
+    /// The address the HTTPS API binds to.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+
+    /// Where to write the admin kubeconfig.
+    #[arg(long, default_value = "/etc/capstan/capstan.yaml", env = "CAPSTAN_KUBECONFIG_OUTPUT")]
+    write_kubeconfig: PathBuf,
 }
 
 impl ServerArgs {
@@ -41,10 +56,33 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the datastore {}", describe(&endpoint)))?;
     let revision = store.current_revision().await.context("reading the datastore's revision")?;
     tracing::info!(datastore = %describe(&endpoint), revision, "datastore ready");
+
+    let hostname =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
+    let names = ServingNames::standard(hostname, &[args.bind_address]);
+    let tls_dir = args.data_dir.join("server/tls");
+    let tls = capstan_apiserver::ensure_tls(&tls_dir, &names)
+        .context("preparing the API server's certificates")?;
+    let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let api = ApiServer::start(ApiServerConfig { listen, tls: tls.clone() })
+        .await
+        .context("starting the API server")?;
+    // The kubeconfig points at loopback unless the server binds one specific address.
+    let host = if args.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        args.bind_address
+    };
+    let server_url = format!("https://{}", SocketAddr::new(host, api.local_addr().port()));
+    let kubeconfig = capstan_apiserver::admin_kubeconfig(&server_url, &tls);
+    capstan_apiserver::write_kubeconfig(&args.write_kubeconfig, &kubeconfig)
+        .context("writing the admin kubeconfig")?;
+    tracing::info!(server = %server_url, kubeconfig = %args.write_kubeconfig.display(), "API server ready");
     tracing::warn!(
-        "the API server is not part of this build yet: this server runs the datastore only"
+        "the API server serves version, health and discovery only so far: no objects yet"
     );
     shutdown.wait().await?;
+    drop(api);
     tracing::info!("shutting down");
     drop(store);
     Ok(())

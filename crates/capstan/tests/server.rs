@@ -1,9 +1,10 @@
 //! `capstan server` as a user runs it: the built binary, on the embedded store and on a real
-//! etcd, and its refusal to start on a damaged database.
+//! etcd, its refusal to start on a damaged database, and the real kubectl against its API.
 
 use anyhow::{Context, Result, bail, ensure};
 use std::io::{BufRead, BufReader};
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -14,6 +15,20 @@ const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
 struct Server {
     child: Child,
     lines: mpsc::Receiver<String>,
+}
+
+/// Flags that keep a test server to itself: a free port, and its kubeconfig in `dir`.
+fn isolated(dir: &Path) -> Vec<String> {
+    vec![
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--https-listen-port".into(),
+        "0".into(),
+        "--bind-address".into(),
+        "127.0.0.1".into(),
+        "--write-kubeconfig".into(),
+        dir.join("kubeconfig.yaml").display().to_string(),
+    ]
 }
 
 impl Server {
@@ -66,8 +81,8 @@ impl Drop for Server {
 #[test]
 fn serves_the_embedded_datastore_until_terminated() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let data_dir = dir.path().to_str().context("path")?;
-    let server = Server::start(&["--data-dir", data_dir])?;
+    let args = isolated(dir.path());
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let ready = server.wait_for("datastore ready")?;
     let db = dir.path().join("server/db/state.db");
     ensure!(ready.contains(&db.display().to_string()), "ready line names no database: {ready}");
@@ -81,12 +96,9 @@ fn serves_an_etcd_datastore() -> Result<()> {
     let etcd = capstan_testkit::EtcdServer::start()?;
     let dir = tempfile::tempdir()?;
     let endpoint = format!("etcd://{}", etcd.endpoint());
-    let server = Server::start(&[
-        "--data-dir",
-        dir.path().to_str().context("path")?,
-        "--datastore-endpoint",
-        &endpoint,
-    ])?;
+    let mut args = isolated(dir.path());
+    args.extend(["--datastore-endpoint".to_owned(), endpoint]);
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let ready = server.wait_for("datastore ready")?;
     ensure!(ready.contains(&etcd.endpoint()), "ready line names no etcd: {ready}");
     ensure!(server.terminate()?, "server exited with a failure on SIGTERM");
@@ -155,13 +167,131 @@ fn run_to_exit(args: &[&str]) -> Result<std::process::Output> {
 #[test]
 fn a_second_server_on_the_same_data_dir_refuses_to_start() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let data_dir = dir.path().to_str().context("path")?;
-    let first = Server::start(&["--data-dir", data_dir])?;
-    first.wait_for("datastore ready")?;
-    let second = run_to_exit(&["--data-dir", data_dir])?;
+    let args = isolated(dir.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = Server::start(&args)?;
+    first.wait_for("API server ready")?;
+    let second = run_to_exit(&args)?;
     ensure!(!second.status.success(), "a second server started on a data dir in use");
     let stderr = String::from_utf8_lossy(&second.stderr);
     ensure!(stderr.contains("in use by another Capstan"), "unclear error: {stderr}");
     ensure!(first.terminate()?, "the first server was disturbed");
+    Ok(())
+}
+
+/// Runs the real kubectl against a server's kubeconfig.
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+#[test]
+fn the_real_kubectl_reads_version_and_discovery() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let args = isolated(dir.path());
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    server.wait_for("API server ready")?;
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+
+    let version = kubectl(&kubeconfig, &["version", "-o", "json"])?;
+    ensure!(
+        version.status.success(),
+        "kubectl version: {}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout)?;
+    ensure!(
+        version["serverVersion"]["minor"] == "33",
+        "server version {}",
+        version["serverVersion"]
+    );
+    ensure!(
+        version["clientVersion"]["minor"] == "33",
+        "the dispatcher chose kubectl {}",
+        version["clientVersion"]
+    );
+
+    let resources = kubectl(&kubeconfig, &["api-resources", "--no-headers"])?;
+    ensure!(
+        resources.status.success(),
+        "kubectl api-resources: {}",
+        String::from_utf8_lossy(&resources.stderr)
+    );
+    let resources = String::from_utf8(resources.stdout)?;
+    let row = |name: &str| {
+        resources
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+    };
+    ensure!(
+        row("pods") == Some(vec!["pods", "po", "v1", "true", "Pod"]),
+        "pods row: {:?}",
+        row("pods")
+    );
+    ensure!(
+        row("deployments") == Some(vec!["deployments", "deploy", "apps/v1", "true", "Deployment"])
+    );
+    ensure!(
+        row("horizontalpodautoscalers")
+            == Some(vec![
+                "horizontalpodautoscalers",
+                "hpa",
+                "autoscaling/v2",
+                "true",
+                "HorizontalPodAutoscaler"
+            ])
+    );
+    ensure!(resources.lines().count() == 60, "{} resources listed", resources.lines().count());
+
+    let versions = kubectl(&kubeconfig, &["api-versions"])?;
+    let versions = String::from_utf8(versions.stdout)?;
+    for expected in ["v1", "apps/v1", "autoscaling/v1", "autoscaling/v2", "networking.k8s.io/v1"] {
+        ensure!(
+            versions.lines().any(|line| line == expected),
+            "api-versions lacks {expected}: {versions}"
+        );
+    }
+    let namespaced = kubectl(&kubeconfig, &["api-resources", "--namespaced=false", "-o", "name"])?;
+    ensure!(String::from_utf8(namespaced.stdout)?.lines().any(|line| line == "namespaces"));
+    ensure!(server.terminate()?, "server exited with a failure on SIGTERM");
+    Ok(())
+}
+
+#[test]
+fn requests_without_a_client_certificate_are_unauthorized() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let args = isolated(dir.path());
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    server.wait_for("API server ready")?;
+    // The same kubeconfig with a made-up bearer token instead of the admin's certificate
+    // (with no credentials at all, kubectl would prompt for a username).
+    let full = std::fs::read_to_string(dir.path().join("kubeconfig.yaml"))?;
+    let anonymous: String = full
+        .lines()
+        .filter(|line| {
+            !line.contains("client-certificate-data") && !line.contains("client-key-data")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let anonymous =
+        anonymous.replace("  user:\n", "  user:\n    token: not-a-token-this-server-knows\n");
+    let path = dir.path().join("anonymous.yaml");
+    std::fs::write(&path, anonymous)?;
+    // The kubectl 1.33 binary itself: /usr/bin/kubectl is a dispatcher that first reads
+    // /version to choose a kubectl, and an anonymous user cannot (that is the point).
+    let output = Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
+        .arg("--kubeconfig")
+        .arg(&path)
+        .args(["get", "--raw", "/api"])
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(!output.status.success(), "an anonymous request succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(stderr.contains("Unauthorized"), "kubectl said: {stderr}");
     Ok(())
 }
