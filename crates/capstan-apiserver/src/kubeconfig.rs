@@ -37,19 +37,9 @@ users:
 
 /// Writes the kubeconfig readable by its owner only, creating the directory.
 pub fn write(path: &Path, contents: &str) -> Result<(), ApiServerError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| ApiServerError::Io { path: path.to_owned(), source };
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|source| ApiServerError::Io { path: dir.to_owned(), source })?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)
+    crate::tls::write_private(path, contents)
 }

@@ -76,7 +76,8 @@ fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), ApiServerError> {
+/// Writes a file readable by its owner only (keys, and the kubeconfig that holds one).
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), ApiServerError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
