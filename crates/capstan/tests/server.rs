@@ -256,6 +256,29 @@ fn the_real_kubectl_reads_version_and_discovery() -> Result<()> {
             "api-versions lacks {expected}: {versions}"
         );
     }
+    // The legacy per-group-version documents, which some commands read directly.
+    let apps = kubectl(&kubeconfig, &["get", "--raw", "/apis/apps/v1"])?;
+    ensure!(apps.status.success(), "GET /apis/apps/v1: {}", String::from_utf8_lossy(&apps.stderr));
+    let apps: serde_json::Value = serde_json::from_slice(&apps.stdout)?;
+    ensure!(apps["kind"] == "APIResourceList" && apps["groupVersion"] == "apps/v1");
+    let scale = apps["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["name"] == "deployments/scale"))
+        .cloned();
+    ensure!(
+        scale.as_ref().is_some_and(|s| s["group"] == "autoscaling" && s["kind"] == "Scale"),
+        "deployments/scale: {scale:?}"
+    );
+    let core = kubectl(&kubeconfig, &["get", "--raw", "/api/v1"])?;
+    ensure!(serde_json::from_slice::<serde_json::Value>(&core.stdout)?["groupVersion"] == "v1");
+    let health = kubectl(&kubeconfig, &["get", "--raw", "/readyz"])?;
+    ensure!(health.stdout == b"ok", "readyz said {:?}", String::from_utf8_lossy(&health.stdout));
+    // A path that does not exist is a Status 404, which kubectl reports as such.
+    let missing = kubectl(&kubeconfig, &["get", "--raw", "/apis/nonsense.example.com/v1"])?;
+    ensure!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    ensure!(stderr.contains("NotFound"), "kubectl said: {stderr}");
+
     let namespaced = kubectl(&kubeconfig, &["api-resources", "--namespaced=false", "-o", "name"])?;
     ensure!(String::from_utf8(namespaced.stdout)?.lines().any(|line| line == "namespaces"));
     ensure!(server.terminate()?, "server exited with a failure on SIGTERM");
