@@ -19,10 +19,6 @@ pub fn wants_aggregated(accept: &str) -> bool {
     })
 }
 
-fn group_version(group: &str, version: &str) -> String {
-    if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") }
-}
-
 /// `GET /api`.
 pub fn api_versions(server_address: &str) -> Value {
     json!({
@@ -36,13 +32,13 @@ fn group_json(group: &ApiGroup) -> Value {
     let versions: Vec<Value> = group
         .versions
         .iter()
-        .map(|version| json!({"groupVersion": group_version(group.name, version), "version": version}))
+        .map(|version| json!({"groupVersion": registry::api_version(group.name, version), "version": version}))
         .collect();
     let preferred = group.preferred_version();
     json!({
         "name": group.name,
         "versions": versions,
-        "preferredVersion": {"groupVersion": group_version(group.name, preferred), "version": preferred},
+        "preferredVersion": {"groupVersion": registry::api_version(group.name, preferred), "version": preferred},
     })
 }
 
@@ -102,7 +98,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
     }
     Some(
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(group, version), "resources": resources}),
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": registry::api_version(group, version), "resources": resources}),
     )
 }
 

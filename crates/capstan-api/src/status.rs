@@ -263,6 +263,11 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// 404 for a path that names no resource at all.
+    pub fn path_not_found() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
     /// 405: a verb the resource does not serve.
     pub fn method_not_supported(resource: &ResourceType, verb: &str) -> Self {
         Self::new(

@@ -144,10 +144,15 @@ fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Res
     response
 }
 
-fn json_response(value: &Value) -> Response<Full<Bytes>> {
+/// 200 with `value` as compact JSON and a trailing newline, as kube-apiserver sends.
+fn json_response_as(value: &Value, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut body = value.to_string().into_bytes();
     body.push(b'\n');
-    respond(StatusCode::OK, "application/json", body)
+    respond(StatusCode::OK, content_type, body)
+}
+
+fn json_response(value: &Value) -> Response<Full<Bytes>> {
+    json_response_as(value, "application/json")
 }
 
 fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
@@ -156,10 +161,7 @@ fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
 }
 
 fn not_found() -> Response<Full<Bytes>> {
-    let mut error = ApiError::bad_request("the server could not find the requested resource");
-    error.code = 404;
-    error.reason = "NotFound";
-    error_response(&error)
+    error_response(&ApiError::path_not_found())
 }
 
 fn handle(
@@ -175,9 +177,7 @@ fn handle(
     }
     let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let aggregated = |legacy: bool| {
-        let mut body = discovery::aggregated(legacy).to_string().into_bytes();
-        body.push(b'\n');
-        respond(StatusCode::OK, discovery::AGGREGATED_CONTENT_TYPE, body)
+        json_response_as(&discovery::aggregated(legacy), discovery::AGGREGATED_CONTENT_TYPE)
     };
     let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
     match segments.as_slice() {

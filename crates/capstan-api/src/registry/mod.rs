@@ -185,7 +185,8 @@ pub fn resolve(name: &str) -> Vec<&'static ResourceType> {
         .collect()
 }
 
-fn api_version(group: &str, version: &str) -> String {
+/// `v1`, or `group/version`: the `apiVersion` (and discovery's `groupVersion`) of a group.
+pub(crate) fn api_version(group: &str, version: &str) -> String {
     if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") }
 }
 

@@ -31,7 +31,7 @@ const fn column(
 
 /// A string field at a path of object keys, if present.
 fn text<'a>(object: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(object, |value, key| value.get(key))?.as_str()
+    at(object, path)?.as_str()
 }
 
 fn name(object: &Value) -> Value {
@@ -243,9 +243,10 @@ const POD: Printer = Printer {
     cells: pod_cells,
 };
 
-/// Whether the pod has a condition of `kind` with status True (the first of that type decides).
-fn pod_condition(pod: &Value, kind: &str) -> bool {
-    list(pod, &["status", "conditions"])
+/// Whether a pod or job has a condition of `kind` with status True (the first of that type
+/// decides).
+fn condition_true(object: &Value, kind: &str) -> bool {
+    list(object, &["status", "conditions"])
         .iter()
         .find(|c| text(c, &["type"]) == Some(kind))
         .is_some_and(|c| text(c, &["status"]) == Some("True"))
@@ -325,7 +326,7 @@ fn pod_cells(pod: &Value, now: i64) -> Vec<Value> {
         break;
     }
 
-    if !initializing || pod_condition(pod, "Initialized") {
+    if !initializing || condition_true(pod, "Initialized") {
         restarts = sidecar_restarts;
         last_restart = last_sidecar_restart;
         let mut has_running = false;
@@ -352,11 +353,11 @@ fn pod_cells(pod: &Value, now: i64) -> Vec<Value> {
             }
         }
         if reason == "Completed" && has_running {
-            reason = if pod_condition(pod, "Ready") { "Running" } else { "NotReady" }.to_owned();
+            reason = if condition_true(pod, "Ready") { "Running" } else { "NotReady" }.to_owned();
         }
     }
 
-    if at(pod, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null()) {
+    if deleting(pod) {
         if text(pod, &["status", "reason"]) == Some("NodeLost") {
             reason = "Unknown".to_owned();
         } else if phase != "Succeeded" && phase != "Failed" {
@@ -378,7 +379,7 @@ fn pod_cells(pod: &Value, now: i64) -> Vec<Value> {
     } else {
         let passed = gates
             .iter()
-            .filter(|gate| pod_condition(pod, text(gate, &["conditionType"]).unwrap_or("")))
+            .filter(|gate| condition_true(pod, text(gate, &["conditionType"]).unwrap_or("")))
             .count();
         format!("{passed}/{}", gates.len())
     };
@@ -720,11 +721,6 @@ const DAEMON_SET: Printer = Printer {
     },
 };
 
-/// Whether a job has a condition of `kind` with status True (the first of that type decides).
-fn job_condition(job: &Value, kind: &str) -> bool {
-    pod_condition(job, kind)
-}
-
 const JOB: Printer = Printer {
     columns: &[
         NAME,
@@ -742,15 +738,15 @@ const JOB: Printer = Printer {
         column("Selector", "string", "A label query over pods that should match the pod count.", 1),
     ],
     cells: |job, now| {
-        let status = if job_condition(job, "Complete") {
+        let status = if condition_true(job, "Complete") {
             "Complete"
-        } else if job_condition(job, "Failed") {
+        } else if condition_true(job, "Failed") {
             "Failed"
-        } else if at(job, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null()) {
+        } else if deleting(job) {
             "Terminating"
-        } else if job_condition(job, "Suspended") {
+        } else if condition_true(job, "Suspended") {
             "Suspended"
-        } else if job_condition(job, "FailureTarget") {
+        } else if condition_true(job, "FailureTarget") {
             "FailureTarget"
         } else {
             "Running"
@@ -1000,7 +996,7 @@ fn storage_class(object: &Value) -> String {
 }
 
 fn deleting(object: &Value) -> bool {
-    at(object, &["metadata", "deletionTimestamp"]).is_some_and(|t| !t.is_null())
+    at(object, &["metadata", "deletionTimestamp"]).is_some()
 }
 
 fn or_unset(value: Option<&str>) -> String {

@@ -284,12 +284,8 @@ fn apply(
             Ok(Ok(WriteOutcome::Lease(tx.last_insert_rowid())))
         }
         WriteOp::RevokeLease { lease } => {
-            let exists = tx
-                .query_row("SELECT 1 FROM lease WHERE id = ?1", [lease], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if !exists {
-                return Ok(Err(StoreError::LeaseNotFound(*lease)));
+            if let Some(error) = missing_lease(tx, Some(*lease))? {
+                return Ok(Err(error));
             }
             end_lease(tx, batch, *lease)?;
             Ok(Ok(WriteOutcome::Done))
