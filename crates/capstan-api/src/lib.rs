@@ -14,16 +14,21 @@
 //!   every kind shares;
 //! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed;
 //! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns;
-//! - [`discovery`]: the discovery documents, legacy and aggregated, from the registry.
+//! - [`discovery`]: the discovery documents, legacy and aggregated, from the registry;
+//! - [`strategy`]: per-kind create/update rules: defaults, validation, spec/status split,
+//!   selectable fields;
+//! - [`openapi`]: the OpenAPI v3 documents and the schema check behind field validation.
 
 pub mod discovery;
 #[cfg(test)]
 mod exhaustive;
 mod merge_patch;
+pub mod openapi;
 mod quantity;
 pub mod registry;
 mod selector;
 mod status;
+pub mod strategy;
 pub mod table;
 pub mod validation;
 
