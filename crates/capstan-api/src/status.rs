@@ -12,7 +12,8 @@ pub struct ApiError {
     /// The `metav1.StatusReason`: `NotFound`, `Conflict`, `Invalid`, ...
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed: errors travel in every `Result` of the request path, and most have none.
+    pub details: Option<Box<Details>>,
     /// Seconds for a `Retry-After` header and `details.retryAfterSeconds` (429).
     pub retry_after_seconds: Option<u32>,
 }
@@ -47,6 +48,8 @@ pub enum FieldErrorKind {
     TooLong(Value, usize),
     TooMany(usize, usize),
     TypeInvalid(Value),
+    /// The value names something that does not exist (a mount naming no volume).
+    NotFound(Value),
 }
 
 /// A field-level validation error: the path (`spec.containers[0].name`), what is wrong, and a
@@ -100,6 +103,14 @@ impl FieldError {
         }
     }
 
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::NotFound(value.into()),
+            detail: String::new(),
+        }
+    }
+
     /// The cause reason: `FieldValueRequired`, `FieldValueInvalid`, ...
     pub fn reason(&self) -> &'static str {
         match self.kind {
@@ -111,6 +122,7 @@ impl FieldError {
             FieldErrorKind::TooLong(..) => "FieldValueTooLong",
             FieldErrorKind::TooMany(..) => "FieldValueTooMany",
             FieldErrorKind::TypeInvalid(_) => "FieldValueTypeInvalid",
+            FieldErrorKind::NotFound(_) => "FieldValueNotFound",
         }
     }
 
@@ -145,6 +157,7 @@ impl FieldError {
             FieldErrorKind::TypeInvalid(value) => {
                 with_detail(format!("Invalid value: {}", show(value)))
             }
+            FieldErrorKind::NotFound(value) => with_detail(format!("Not found: {}", show(value))),
         }
     }
 }
@@ -182,7 +195,8 @@ fn about(resource: &ResourceType, name: &str) -> Details {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    /// Any status: prefer the named constructors, which carry upstream's message forms.
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError { code, reason, message: message.into(), details: None, retry_after_seconds: None }
     }
 
@@ -190,7 +204,7 @@ impl ApiError {
     pub fn not_found(resource: &ResourceType, name: &str) -> Self {
         let mut error =
             Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(resource)));
-        error.details = Some(about(resource, name));
+        error.details = Some(Box::new(about(resource, name)));
         error
     }
 
@@ -201,7 +215,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{} {name:?} already exists", qualified(resource)),
         );
-        error.details = Some(about(resource, name));
+        error.details = Some(Box::new(about(resource, name)));
         error
     }
 
@@ -213,7 +227,7 @@ impl ApiError {
             qualified(resource)
         );
         let mut error = Self::new(409, "Conflict", message);
-        error.details = Some(about(resource, name));
+        error.details = Some(Box::new(about(resource, name)));
         error
     }
 
@@ -232,7 +246,7 @@ impl ApiError {
             format!("{}.{}", resource.kind, resource.group)
         };
         let mut error = Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {listed}"));
-        error.details = Some(Details {
+        error.details = Some(Box::new(Details {
             name: Some(name.to_owned()),
             group: (!resource.group.is_empty()).then(|| resource.group.to_owned()),
             kind: Some(resource.kind.to_owned()),
@@ -244,7 +258,7 @@ impl ApiError {
                     field: e.field.clone(),
                 })
                 .collect(),
-        });
+        }));
         error
     }
 
@@ -300,6 +314,16 @@ impl ApiError {
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
             ),
         )
+    }
+
+    /// 500: the server failed (the datastore is unreachable, ...); never for bad input.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// 504: the server could not answer in time (a resourceVersion the cache has not reached).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
     }
 
     /// 429: come back later.

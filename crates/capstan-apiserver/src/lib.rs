@@ -1,14 +1,32 @@
-//! Capstan's API server: HTTPS with client-certificate authentication, `/version`, health
-//! endpoints and discovery so far; the REST machinery over the datastore comes next.
+//! Capstan's API server: the only door to cluster state. HTTPS with client-certificate and
+//! bearer-token authentication, discovery, OpenAPI, and the REST verbs of every built-in
+//! kind over the datastore, with lists and watches served from a watch cache.
 //!
 //! - `tls`: the cluster CA, the serving certificate (with SANs) and the admin certificate;
 //! - `kubeconfig`: the admin kubeconfig the server writes;
-//! - `server`: the listener, TLS, authentication and routing.
+//! - `auth`: the static token file;
+//! - `server`: the listener, TLS, authentication and routing;
+//! - `request`: paths to routes, query parameters to options;
+//! - `rest`: get, list, watch, create, update, patch, delete, deletecollection;
+//! - `cache`: the watch cache, fed by one datastore watch;
+//! - `keys`: where objects live in the datastore;
+//! - `bootstrap`: the namespaces and the `kubernetes` Service every cluster has;
+//! - `compaction`: trimming the datastore's history;
+//! - `response`: bodies, JSON and Status errors.
 
+mod auth;
+mod bootstrap;
+mod cache;
+mod compaction;
+mod keys;
 mod kubeconfig;
+mod request;
+mod response;
+mod rest;
 mod server;
 mod tls;
 
+pub use auth::{TokenFile, TokenFileError};
 pub use kubeconfig::{admin_kubeconfig, write as write_kubeconfig};
 pub use server::{ApiServer, ApiServerConfig};
 pub use tls::{ServingNames, TlsMaterial, ensure as ensure_tls};
@@ -32,4 +50,8 @@ pub enum ApiServerError {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    #[error("the datastore failed")]
+    Datastore(#[source] capstan_store::StoreError),
+    #[error("creating the bootstrap objects failed: {0}")]
+    Bootstrap(String),
 }

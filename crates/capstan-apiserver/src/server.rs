@@ -1,12 +1,18 @@
-//! The HTTPS listener: TLS (HTTP/1.1 and HTTP/2), client certificates verified against the
-//! cluster CA, and routing of the endpoints that exist so far.
+//! The HTTPS listener: TLS (HTTP/1.1 and HTTP/2), authentication (client certificates
+//! verified against the cluster CA, bearer tokens from the token file), and routing to
+//! discovery, OpenAPI and the REST handlers.
 
+use crate::auth::TokenFile;
+use crate::cache::WatchCache;
+use crate::request::{Query, Route};
+use crate::response::{self, Body};
+use crate::rest::{self, Leases, ResourceRequest, Rest};
 use crate::{ApiServerError, TlsMaterial};
-use bytes::Bytes;
-use capstan_api::{ApiError, discovery};
-use http_body_util::Full;
+use capstan_api::{ApiError, discovery, openapi};
+use capstan_store::Store;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
@@ -14,29 +20,37 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// The Kubernetes version Capstan serves (kubectl picks its own version from `minor`).
 const KUBERNETES_MINOR: &str = "33";
 
-/// Where and how the API server listens.
+/// The largest request body accepted (kube-apiserver's limit); larger ones get 413.
+const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Where and how the API server listens, and what it serves from.
 #[derive(Debug, Clone)]
 pub struct ApiServerConfig {
     /// The address to bind (`--bind-address`, `--https-listen-port`); port 0 picks a free one.
     pub listen: SocketAddr,
     pub tls: TlsMaterial,
+    /// The datastore: the API server is the only component that touches it.
+    pub store: Arc<dyn Store>,
+    /// Bearer tokens that authenticate, besides client certificates.
+    pub tokens: TokenFile,
 }
 
 /// A running API server; it stops when dropped.
 #[derive(Debug)]
 pub struct ApiServer {
     local_addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl ApiServer {
-    /// Binds and starts serving.
+    /// Binds, fills the watch cache, creates the bootstrap objects, and starts serving.
     pub async fn start(config: ApiServerConfig) -> Result<Self, ApiServerError> {
         let acceptor = TlsAcceptor::from(Arc::new(server_tls(&config.tls)?));
         let listener = TcpListener::bind(config.listen)
@@ -45,10 +59,22 @@ impl ApiServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ApiServerError::Listen { address: config.listen, source })?;
-        let context = Arc::new(Context { address: local_addr });
-        let task = tokio::spawn(accept_loop(listener, acceptor, context));
+        let store = config.store;
+        let (cache, feeder) = WatchCache::start(Arc::clone(&store));
+        let mut tasks = vec![feeder];
+        let revision = store.current_revision().await.map_err(ApiServerError::Datastore)?;
+        if !cache.wait_for(revision, Duration::from_secs(60)).await {
+            return Err(ApiServerError::Bootstrap("the watch cache did not fill in 60s".into()));
+        }
+        let rest = Rest { store: Arc::clone(&store), cache, leases: Leases::default() };
+        crate::bootstrap::ensure(&rest, local_addr.port())
+            .await
+            .map_err(|e| ApiServerError::Bootstrap(e.message))?;
+        tasks.push(tokio::spawn(crate::compaction::run(store, crate::compaction::INTERVAL)));
+        let context = Arc::new(Context { address: local_addr, rest, tokens: config.tokens });
+        tasks.push(tokio::spawn(accept_loop(listener, acceptor, context)));
         tracing::info!(address = %local_addr, "API server listening");
-        Ok(ApiServer { local_addr, task })
+        Ok(ApiServer { local_addr, tasks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,7 +84,9 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -98,6 +126,8 @@ fn server_tls(material: &TlsMaterial) -> Result<rustls::ServerConfig, ApiServerE
 #[derive(Debug)]
 struct Context {
     address: SocketAddr,
+    rest: Rest,
+    tokens: TokenFile,
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<Context>) {
@@ -106,9 +136,12 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accepting a connection failed");
+                // Out of file descriptors and the like: don't spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let context = Arc::clone(&context);
         tokio::spawn(async move {
@@ -121,12 +154,14 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
             };
             // The verifier accepted any certificate it was shown: one was shown means the
             // client is authenticated.
-            let authenticated =
+            let client_certificate =
                 tls.get_ref().1.peer_certificates().is_some_and(|chain| !chain.is_empty());
             let service = hyper::service::service_fn(move |request| {
                 let context = Arc::clone(&context);
                 async move {
-                    Ok::<_, std::convert::Infallible>(handle(&request, &context, authenticated))
+                    Ok::<_, std::convert::Infallible>(
+                        handle(request, &context, client_certificate).await,
+                    )
                 }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -137,67 +172,101 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+/// Whether the request comes from someone: a client certificate the CA signed, or a known
+/// bearer token.
+fn authenticated(request: &Request<Incoming>, context: &Context, client_certificate: bool) -> bool {
+    if client_certificate {
+        return true;
+    }
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    token.and_then(|token| context.tokens.user(token)).is_some()
 }
 
-/// 200 with `value` as compact JSON and a trailing newline, as kube-apiserver sends.
-fn json_response_as(value: &Value, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut body = value.to_string().into_bytes();
-    body.push(b'\n');
-    respond(StatusCode::OK, content_type, body)
-}
-
-fn json_response(value: &Value) -> Response<Full<Bytes>> {
-    json_response_as(value, "application/json")
-}
-
-fn error_response(error: &ApiError) -> Response<Full<Bytes>> {
-    let status = StatusCode::from_u16(error.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    respond(status, "application/json", error.body())
-}
-
-fn not_found() -> Response<Full<Bytes>> {
-    error_response(&ApiError::path_not_found())
-}
-
-fn handle(
-    request: &Request<Incoming>,
+async fn handle(
+    request: Request<Incoming>,
     context: &Context,
-    authenticated: bool,
-) -> Response<Full<Bytes>> {
-    if !authenticated {
-        return error_response(&ApiError::unauthorized());
+    client_certificate: bool,
+) -> Response<Body> {
+    if !authenticated(&request, context, client_certificate) {
+        return response::error(&ApiError::unauthorized());
     }
-    if request.method() != Method::GET {
-        return not_found();
+    let header =
+        |name| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (accept, content_type) = (header(ACCEPT), header(CONTENT_TYPE));
+    let method = request.method().clone();
+    let query = Query::parse(request.uri().query());
+    let route = crate::request::route(request.uri().path());
+    if let Route::Resource(target) = route {
+        let body = match read_body(request).await {
+            Ok(body) => body,
+            Err(error) => return response::error(&error),
+        };
+        let resource_request = ResourceRequest {
+            method: &method,
+            target,
+            query: &query,
+            accept: &accept,
+            content_type: &content_type,
+            body,
+        };
+        return rest::handle(&context.rest, resource_request).await;
     }
-    let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if method != Method::GET && method != Method::HEAD {
+        return response::error(&ApiError::path_not_found());
+    }
+    let ok = |value: &Value| response::json(StatusCode::OK, value);
+    let not_found = || response::error(&ApiError::path_not_found());
     let aggregated = |legacy: bool| {
-        json_response_as(&discovery::aggregated(legacy), discovery::AGGREGATED_CONTENT_TYPE)
+        response::json_as(
+            StatusCode::OK,
+            &discovery::aggregated(legacy),
+            discovery::AGGREGATED_CONTENT_TYPE,
+        )
     };
-    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["version"] => json_response(&version()),
-        ["healthz" | "livez" | "readyz"] => {
-            respond(StatusCode::OK, "text/plain; charset=utf-8", b"ok".to_vec())
+    match route {
+        Route::Version => ok(&version()),
+        Route::Health => response::respond(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+        Route::CoreVersions if discovery::wants_aggregated(&accept) => aggregated(true),
+        Route::CoreVersions => ok(&discovery::api_versions(&context.address.to_string())),
+        Route::Groups if discovery::wants_aggregated(&accept) => aggregated(false),
+        Route::Groups => ok(&discovery::api_group_list()),
+        Route::Group(group) => discovery::api_group(&group).map_or_else(not_found, |d| ok(&d)),
+        Route::GroupVersion(group, version) => {
+            discovery::api_resource_list(&group, &version).map_or_else(not_found, |d| ok(&d))
         }
-        ["api"] if discovery::wants_aggregated(accept) => aggregated(true),
-        ["api"] => json_response(&discovery::api_versions(&context.address.to_string())),
-        ["apis"] if discovery::wants_aggregated(accept) => aggregated(false),
-        ["apis"] => json_response(&discovery::api_group_list()),
-        ["api", "v1"] => {
-            discovery::api_resource_list("", "v1").map_or_else(not_found, |d| json_response(&d))
+        Route::OpenApiIndex => ok(&openapi::index()),
+        Route::OpenApiDocument(path) => match openapi::document(&path) {
+            Some(document) => response::respond(StatusCode::OK, "application/json", document),
+            None => not_found(),
+        },
+        Route::Resource(_) | Route::NotFound => not_found(),
+    }
+}
+
+/// The whole request body, at most `MAX_BODY_BYTES` (413 beyond).
+async fn read_body(request: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
         }
-        ["apis", group] => {
-            discovery::api_group(group).map_or_else(not_found, |d| json_response(&d))
+        Err(error) => {
+            Err(ApiError::bad_request(format!("reading the request body failed: {error}")))
         }
-        ["apis", group, version] => discovery::api_resource_list(group, version)
-            .map_or_else(not_found, |d| json_response(&d)),
-        _ => not_found(),
     }
 }
 

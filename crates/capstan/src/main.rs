@@ -1,6 +1,7 @@
 //! `capstan`: Kubernetes in one binary. This file parses the command line, sets up logging
 //! and runs the chosen subcommand.
 
+mod config;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 /// Capstan: a lightweight Kubernetes in one Rust binary.
 #[derive(Debug, Parser)]
-#[command(name = "capstan", version, about)]
+#[command(name = "capstan", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,12 +17,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a control-plane server (today: the datastore; the API server comes next).
+    /// Run a control-plane server: the datastore and the Kubernetes API.
     Server(server::ServerArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config::with_config_file(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

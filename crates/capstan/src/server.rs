@@ -1,12 +1,13 @@
-//! `capstan server`: one control-plane process. Today it opens the datastore, serves the API
-//! server's HTTPS endpoints that exist (version, health, discovery) and writes the admin
-//! kubeconfig; the REST machinery, scheduler and controllers join it in later work.
+//! `capstan server`: one control-plane process. It opens the datastore, serves the
+//! Kubernetes API over HTTPS and writes the admin kubeconfig; the scheduler, controllers and
+//! the agent join it in later work.
 
 use anyhow::Context;
-use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames};
+use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TokenFile};
 use capstan_store::DatastoreEndpoint;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Flags of `capstan server` (names follow k3s where k3s has the same flag).
 #[derive(Debug, clap::Args)]
@@ -35,6 +36,20 @@ pub(crate) struct ServerArgs {
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/capstan/capstan.yaml", env = "CAPSTAN_KUBECONFIG_OUTPUT")]
     write_kubeconfig: PathBuf,
+
+    /// Bearer tokens that authenticate, one `token,user,uid[,"group1,group2"]` line each
+    /// (kube-apiserver's format).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+
+    /// Run no agent (kubelet, proxy) on this host: a control plane only.
+    #[arg(long)]
+    disable_agent: bool,
+
+    /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
+    #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
+    #[allow(dead_code, reason = "read before parsing, by crate::config")]
+    config: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -63,10 +78,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("server/tls");
     let tls = capstan_apiserver::ensure_tls(&tls_dir, &names)
         .context("preparing the API server's certificates")?;
+    let tokens = match &args.token_auth_file {
+        Some(path) => TokenFile::load(path).context("--token-auth-file")?,
+        None => TokenFile::default(),
+    };
     let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let api = ApiServer::start(ApiServerConfig { listen, tls: tls.clone() })
-        .await
-        .context("starting the API server")?;
+    let config = ApiServerConfig { listen, tls: tls.clone(), store: Arc::clone(&store), tokens };
+    let api = ApiServer::start(config).await.context("starting the API server")?;
     // The kubeconfig points at loopback unless the server binds one specific address.
     let host = if args.bind_address.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
@@ -78,9 +96,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     capstan_apiserver::write_kubeconfig(&args.write_kubeconfig, &kubeconfig)
         .context("writing the admin kubeconfig")?;
     tracing::info!(server = %server_url, kubeconfig = %args.write_kubeconfig.display(), "API server ready");
-    tracing::warn!(
-        "the API server serves version, health and discovery only so far: no objects yet"
-    );
+    if !args.disable_agent {
+        tracing::warn!("no agent runs yet: this server is a control plane only");
+    }
     shutdown.wait().await?;
     drop(api);
     tracing::info!("shutting down");

@@ -7,7 +7,7 @@
 mod age;
 mod printers;
 
-pub use age::{age, human_duration, parse_rfc3339};
+pub use age::{age, format_rfc3339, human_duration, parse_rfc3339};
 
 use crate::registry::ResourceType;
 use serde_json::{Value, json};

@@ -1,0 +1,58 @@
+//! What exists in every cluster from the start: the namespaces `default`, `kube-system`,
+//! `kube-public` and `kube-node-lease`, and the `kubernetes` Service in `default` that
+//! points at the API server. Created once; a later start leaves them as they are.
+
+use crate::rest::{Rest, create_internal};
+use capstan_api::registry;
+use serde_json::json;
+
+/// The ClusterIP of the `kubernetes` Service: the first address of the service CIDR
+/// (10.43.0.0/16 by default, as DESIGN.md says).
+const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
+
+pub(crate) async fn ensure(rest: &Rest, https_port: u16) -> Result<(), capstan_api::ApiError> {
+    let namespaces = registry::find("", "v1", "namespaces")
+        .ok_or_else(|| capstan_api::ApiError::internal("the registry has no namespaces"))?;
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        created(create_internal(rest, namespaces, namespace).await, "namespace", name)?;
+    }
+    let services = registry::find("", "v1", "services")
+        .ok_or_else(|| capstan_api::ApiError::internal("the registry has no services"))?;
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": KUBERNETES_SERVICE_IP,
+            "clusterIPs": [KUBERNETES_SERVICE_IP],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "sessionAffinity": "None",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
+        },
+    });
+    created(create_internal(rest, services, service).await, "service", "default/kubernetes")
+}
+
+/// An object that already exists is fine: an earlier start created it.
+fn created(
+    result: Result<serde_json::Value, capstan_api::ApiError>,
+    what: &str,
+    name: &str,
+) -> Result<(), capstan_api::ApiError> {
+    match result {
+        Ok(_) => {
+            tracing::info!(what, name, "created");
+            Ok(())
+        }
+        Err(error) if error.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,262 @@
+//! The REST machinery: the verbs of every resource type over the datastore and the watch
+//! cache. `read` serves get and list, `watch` streams changes, `write` creates, updates,
+//! patches and deletes.
+
+mod read;
+mod watch;
+mod write;
+
+use crate::cache::WatchCache;
+use crate::keys;
+use crate::request::{ListOptions, Query, Target, WriteOptions};
+use crate::response::{self, Body};
+use bytes::Bytes;
+use capstan_api::registry::ResourceType;
+use capstan_api::table::{IncludeObject, TableOptions};
+use capstan_api::{ApiError, strategy};
+use capstan_store::{Store, StoreError};
+use hyper::{Method, Response};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use write::{Leases, create_internal};
+
+/// How long a read waits for the watch cache to reach the revision it needs.
+const CACHE_PATIENCE: Duration = Duration::from_secs(3);
+
+/// What the REST handlers share.
+#[derive(Debug)]
+pub(crate) struct Rest {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<WatchCache>,
+    pub(crate) leases: Leases,
+}
+
+/// One request to a resource path, its body already read.
+#[derive(Debug)]
+pub(crate) struct ResourceRequest<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) target: Target,
+    pub(crate) query: &'a Query,
+    pub(crate) accept: &'a str,
+    pub(crate) content_type: &'a str,
+    pub(crate) body: Bytes,
+}
+
+pub(crate) async fn handle(rest: &Rest, request: ResourceRequest<'_>) -> Response<Body> {
+    match dispatch(rest, request).await {
+        Ok(response) => response,
+        Err(error) => response::error(&error),
+    }
+}
+
+async fn dispatch(rest: &Rest, request: ResourceRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let target = &request.target;
+    let resource = target.resource;
+    if let Some(subresource) = &target.subresource
+        && (subresource != "status" || resource.subresource("status").is_none())
+    {
+        return Err(ApiError::path_not_found());
+    }
+    let verb = verb(request.method, target, request.query)?;
+    let allowed = match &target.subresource {
+        // `/status` serves get, update and patch of the object's status.
+        Some(_) => matches!(verb, "get" | "update" | "patch"),
+        None => resource.has_verb(verb),
+    };
+    if !allowed {
+        return Err(ApiError::method_not_supported(resource, verb));
+    }
+    let presentation = Presentation::of(request.accept, request.query)?;
+    match verb {
+        "get" => read::get(rest, target, request.query, presentation).await,
+        "list" | "watch" => {
+            let options = ListOptions::parse(request.query, resource)?;
+            if verb == "watch" {
+                watch::watch(rest, target, options, presentation).await
+            } else {
+                read::list(rest, target, &options, presentation).await
+            }
+        }
+        "create" => {
+            let options = WriteOptions::parse(request.query)?;
+            write::create(rest, target, &options, request.content_type, &request.body).await
+        }
+        "update" => {
+            let options = WriteOptions::parse(request.query)?;
+            write::update(rest, target, &options, request.content_type, &request.body).await
+        }
+        "patch" => {
+            let options = WriteOptions::parse(request.query)?;
+            write::patch(rest, target, &options, request.content_type, &request.body).await
+        }
+        "delete" => write::delete(rest, target, request.query, &request.body).await,
+        "deletecollection" => {
+            let options = ListOptions::parse(request.query, resource)?;
+            write::delete_collection(rest, target, &options, request.query, &request.body).await
+        }
+        _ => Err(ApiError::method_not_supported(resource, verb)),
+    }
+}
+
+/// The Kubernetes verb of a request.
+fn verb(method: &Method, target: &Target, query: &Query) -> Result<&'static str, ApiError> {
+    let named = target.name.is_some();
+    Ok(match *method {
+        Method::GET | Method::HEAD if target.watch_path || (!named && query.flag("watch")?) => {
+            "watch"
+        }
+        Method::GET | Method::HEAD if named => "get",
+        Method::GET | Method::HEAD => "list",
+        Method::POST if !named => "create",
+        Method::PUT if named => "update",
+        Method::PATCH if named => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => return Err(ApiError::method_not_supported(target.resource, method.as_str())),
+    })
+}
+
+/// How objects go out: as themselves, or as a `meta.k8s.io/v1` Table (`kubectl get`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Presentation {
+    Object,
+    Table(IncludeObject),
+}
+
+impl Presentation {
+    fn of(accept: &str, query: &Query) -> Result<Self, ApiError> {
+        let wants_table =
+            accept.split(',').any(|media| media.split(';').any(|param| param.trim() == "as=Table"));
+        if !wants_table {
+            return Ok(Presentation::Object);
+        }
+        let include = match query.get("includeObject") {
+            None | Some("") | Some("Metadata") => IncludeObject::Metadata,
+            Some("None") => IncludeObject::None,
+            Some("Object") => IncludeObject::Object,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "includeObject: Unsupported value: {other:?}"
+                )));
+            }
+        };
+        Ok(Presentation::Table(include))
+    }
+
+    fn table_options(include: IncludeObject, resource_version: String) -> TableOptions {
+        TableOptions {
+            now: now_seconds(),
+            include_object: include,
+            resource_version,
+            continue_token: None,
+            omit_columns: false,
+        }
+    }
+}
+
+/// The object as the requested version names it. Versions of one group share storage
+/// (autoscaling v1 and v2); the stored form is served under the requested `apiVersion`.
+fn present(resource: &ResourceType, object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(fields) = object.as_object_mut() {
+        let api_version = resource.api_version();
+        if fields.get("apiVersion").and_then(Value::as_str) != Some(&api_version) {
+            fields.insert("apiVersion".into(), Value::String(api_version));
+        }
+        if fields.get("kind").and_then(Value::as_str) != Some(resource.kind) {
+            fields.insert("kind".into(), Value::String(resource.kind.to_owned()));
+        }
+    }
+    object
+}
+
+/// Label and field selectors, applied to stored objects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Filter<'a> {
+    resource: &'a ResourceType,
+    options: &'a ListOptions,
+}
+
+impl<'a> Filter<'a> {
+    pub(crate) fn new(resource: &'a ResourceType, options: &'a ListOptions) -> Self {
+        Filter { resource, options }
+    }
+
+    pub(crate) fn resource(&self) -> &'a ResourceType {
+        self.resource
+    }
+
+    pub(crate) fn is_everything(&self) -> bool {
+        self.options.label_selector.is_empty() && self.options.field_selector.is_empty()
+    }
+
+    pub(crate) fn matches(&self, object: &Value) -> bool {
+        if !self.options.label_selector.is_empty() {
+            let labels: BTreeMap<String, String> = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !self.options.label_selector.matches(&labels) {
+                return false;
+            }
+        }
+        if !self.options.field_selector.is_empty() {
+            let values = strategy::field_values(self.resource, object);
+            let lookup = |field: &str| {
+                values.iter().find(|(name, _)| *name == field).map(|(_, value)| value.as_str())
+            };
+            if !self.options.field_selector.matches(lookup) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The namespace of a target as a key component: `None` for cluster-scoped types.
+fn namespace_of(target: &Target) -> Option<&str> {
+    if target.resource.is_namespaced() { target.namespace.as_deref() } else { None }
+}
+
+fn object_key(target: &Target, name: &str) -> String {
+    keys::object_key(target.resource, namespace_of(target), name)
+}
+
+/// A datastore failure as the API reports it: compaction is 410, the rest is the server's
+/// fault (500), never the client's.
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Compacted { .. } => {
+            ApiError::expired("The resourceVersion for the provided request is too old.")
+        }
+        StoreError::FutureRevision { .. } => ApiError::timeout(
+            "Too large resource version: the datastore has not reached the requested revision",
+        ),
+        StoreError::ValueTooLarge { .. } | StoreError::RequestTooLarge { .. } => {
+            ApiError::too_large(capstan_store::MAX_VALUE_BYTES)
+        }
+        other => {
+            tracing::error!(error = %other, "datastore request failed");
+            ApiError::internal(format!("datastore request failed: {other}"))
+        }
+    }
+}
+
+pub(crate) fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn metadata_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get("metadata")?.get(field)?.as_str()
+}

@@ -1,0 +1,498 @@
+//! The real kubectl against a freshly started `capstan server`, as a user works: create and
+//! apply manifests, read them back in every output format, select, sort and page, label,
+//! annotate, replace, watch, delete and wait — and the errors kubectl shows for bad input.
+//! The same suite runs on the embedded datastore and on a real etcd.
+
+mod support;
+
+use anyhow::{Context, Result, ensure};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::{Server, isolated};
+
+/// A server with its data dir and kubeconfig; for etcd, the etcd it uses.
+struct Cluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    server: Option<Server>,
+    _etcd: Option<capstan_testkit::EtcdServer>,
+}
+
+/// What one kubectl run said.
+#[derive(Debug)]
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cluster {
+    fn start(on_etcd: bool) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut args = isolated(dir.path());
+        let etcd = if on_etcd {
+            let etcd = capstan_testkit::EtcdServer::start()?;
+            args.extend(["--datastore-endpoint".into(), format!("etcd://{}", etcd.endpoint())]);
+            Some(etcd)
+        } else {
+            None
+        };
+        let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        server.wait_for("API server ready")?;
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        Ok(Cluster { dir, kubeconfig, server: Some(server), _etcd: etcd })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("/usr/bin/kubectl");
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Run> {
+        let output = self.command(args).stdin(Stdio::null()).output()?;
+        Ok(Run {
+            success: output.status.success(),
+            stdout: String::from_utf8(output.stdout)?,
+            stderr: String::from_utf8(output.stderr)?,
+        })
+    }
+
+    /// Runs kubectl, which must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let run = self.run(args)?;
+        ensure!(run.success, "kubectl {args:?} failed: {}{}", run.stdout, run.stderr);
+        Ok(run.stdout)
+    }
+
+    /// Runs kubectl, which must fail; returns its stderr.
+    fn fails(&self, args: &[&str]) -> Result<String> {
+        let run = self.run(args)?;
+        ensure!(!run.success, "kubectl {args:?} succeeded: {}", run.stdout);
+        Ok(run.stderr)
+    }
+
+    /// Writes a manifest into the test's directory.
+    fn manifest(&self, name: &str, text: &str) -> Result<String> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let server = self.server.take().context("no server")?;
+        ensure!(server.terminate()?, "the server exited with a failure on SIGTERM");
+        Ok(())
+    }
+}
+
+#[test]
+fn kubectl_works_on_the_embedded_datastore() -> Result<()> {
+    let cluster = Cluster::start(false)?;
+    suite(&cluster)?;
+    cluster.stop()
+}
+
+#[test]
+fn kubectl_works_on_etcd() -> Result<()> {
+    let cluster = Cluster::start(true)?;
+    suite(&cluster)?;
+    cluster.stop()
+}
+
+fn suite(c: &Cluster) -> Result<()> {
+    bootstrap_objects_exist(c).context("bootstrap")?;
+    create_and_apply(c).context("create and apply")?;
+    output_formats(c).context("output formats")?;
+    selectors_sorting_and_paging(c).context("selectors")?;
+    label_annotate_replace(c).context("label, annotate, replace")?;
+    server_dry_run(c).context("dry run")?;
+    errors(c).context("errors")?;
+    watch_sees_every_change(c).context("watch")?;
+    delete_and_wait(c).context("delete and wait")?;
+    explain(c).context("explain")?;
+    Ok(())
+}
+
+const NAMESPACE: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: e2e
+";
+
+const APP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: one
+  namespace: e2e
+  labels: {app: web, tier: backend}
+data:
+  a: \"1\"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: two
+  namespace: e2e
+  labels: {app: web}
+data:
+  a: \"2\"
+  b: \"3\"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: three
+  namespace: e2e
+  labels: {app: db}
+data: {}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: e2e
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox:1.36
+";
+
+fn bootstrap_objects_exist(c: &Cluster) -> Result<()> {
+    let namespaces = c.ok(&["get", "namespaces", "-o", "name"])?;
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure!(namespaces.lines().any(|l| l == format!("namespace/{name}")), "{namespaces}");
+    }
+    let ip = c.ok(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"])?;
+    ensure!(ip == "10.43.0.1", "the kubernetes Service has IP {ip:?}");
+    Ok(())
+}
+
+fn create_and_apply(c: &Cluster) -> Result<()> {
+    let namespace = c.manifest("namespace.yaml", NAMESPACE)?;
+    ensure!(c.ok(&["create", "-f", &namespace])?.trim() == "namespace/e2e created");
+    let app = c.manifest("app.yaml", APP)?;
+    let created = c.ok(&["create", "-f", &app])?;
+    for line in [
+        "configmap/one created",
+        "configmap/two created",
+        "configmap/three created",
+        "deployment.apps/web created",
+    ] {
+        ensure!(created.lines().any(|l| l == line), "no {line:?} in {created}");
+    }
+    let again = c.fails(&["create", "-f", &app])?;
+    ensure!(
+        again.contains("Error from server (AlreadyExists)")
+            && again.contains("configmaps \"one\" already exists"),
+        "{again}"
+    );
+    let applied = c.manifest(
+        "applied.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: e2e\ndata:\n  k: v\n",
+    )?;
+    ensure!(c.ok(&["apply", "-f", &applied])?.trim() == "configmap/applied created");
+    ensure!(c.ok(&["apply", "-f", &applied])?.trim() == "configmap/applied unchanged");
+    let annotation = c.ok(&[
+        "get",
+        "configmap",
+        "applied",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
+    ])?;
+    ensure!(annotation.contains("\"name\":\"applied\""), "last-applied: {annotation}");
+    Ok(())
+}
+
+fn output_formats(c: &Cluster) -> Result<()> {
+    let wide = c.ok(&["get", "deployments", "-n", "e2e", "-o", "wide"])?;
+    let header: Vec<&str> = wide.lines().next().unwrap_or("").split_whitespace().collect();
+    ensure!(
+        header
+            == [
+                "NAME",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+                "CONTAINERS",
+                "IMAGES",
+                "SELECTOR"
+            ],
+        "{wide}"
+    );
+    ensure!(wide.contains("busybox:1.36") && wide.contains("app=web"), "{wide}");
+    let yaml = c.ok(&["get", "configmap", "one", "-n", "e2e", "-o", "yaml"])?;
+    ensure!(yaml.contains("kind: ConfigMap") && yaml.contains("a: \"1\""), "{yaml}");
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["get", "configmap", "one", "-n", "e2e", "-o", "json"])?)?;
+    for field in ["uid", "resourceVersion", "creationTimestamp"] {
+        ensure!(json["metadata"][field].is_string(), "no metadata.{field}: {json}");
+    }
+    let names = c.ok(&["get", "configmaps", "-n", "e2e", "-o", "name"])?;
+    ensure!(
+        names.lines().collect::<Vec<_>>()
+            == ["configmap/applied", "configmap/one", "configmap/three", "configmap/two"],
+        "{names}"
+    );
+    let value = c.ok(&["get", "configmap", "two", "-n", "e2e", "-o", "jsonpath={.data.b}"])?;
+    ensure!(value == "3", "jsonpath gave {value:?}");
+    // The deployment was defaulted on the way in.
+    let strategy = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.spec.strategy.type}/{.spec.template.spec.containers[0].imagePullPolicy}",
+    ])?;
+    ensure!(strategy == "RollingUpdate/IfNotPresent", "defaults: {strategy}");
+    Ok(())
+}
+
+fn selectors_sorting_and_paging(c: &Cluster) -> Result<()> {
+    let all = c.ok(&["get", "configmaps", "-A"])?;
+    ensure!(all.lines().next().unwrap_or("").starts_with("NAMESPACE"), "{all}");
+    ensure!(all.lines().any(|l| l.starts_with("e2e") && l.contains("two")), "{all}");
+    let web = c.ok(&["get", "configmaps", "-n", "e2e", "-l", "app=web", "-o", "name"])?;
+    ensure!(web.lines().collect::<Vec<_>>() == ["configmap/one", "configmap/two"], "{web}");
+    let set = c.ok(&["get", "cm", "-n", "e2e", "-l", "app in (db),!tier", "-o", "name"])?;
+    ensure!(set.trim() == "configmap/three", "{set}");
+    let named =
+        c.ok(&["get", "cm", "-A", "--field-selector", "metadata.name=two", "-o", "name"])?;
+    ensure!(named.trim() == "configmap/two", "{named}");
+    let labels = c.ok(&["get", "configmap", "one", "-n", "e2e", "--show-labels"])?;
+    ensure!(labels.contains("LABELS") && labels.contains("app=web,tier=backend"), "{labels}");
+    let sorted = c.ok(&[
+        "get",
+        "cm",
+        "-n",
+        "e2e",
+        "--sort-by=.data.a",
+        "-l",
+        "app",
+        "-o",
+        "custom-columns=NAME:.metadata.name",
+        "--no-headers",
+    ])?;
+    ensure!(sorted.lines().collect::<Vec<_>>() == ["three", "one", "two"], "{sorted}");
+    let paged = c.ok(&["get", "cm", "-n", "e2e", "--chunk-size=1", "-o", "name"])?;
+    ensure!(paged.lines().count() == 4, "paged list: {paged}");
+    let paged_all = c.ok(&["get", "cm", "-A", "--chunk-size=2", "--no-headers"])?;
+    ensure!(paged_all.lines().count() == 4, "paged list: {paged_all}");
+    Ok(())
+}
+
+fn label_annotate_replace(c: &Cluster) -> Result<()> {
+    let cm = ["configmap", "one", "-n", "e2e"];
+    ensure!(
+        c.ok(&[&["label"][..], &cm, &["stage=test"]].concat())?.trim() == "configmap/one labeled"
+    );
+    let clash = c.fails(&[&["label"][..], &cm, &["tier=frontend"]].concat())?;
+    ensure!(clash.contains("already has a value"), "{clash}");
+    c.ok(&[&["label"][..], &cm, &["tier=frontend", "--overwrite"]].concat())?;
+    c.ok(&[&["label"][..], &cm, &["stage-"]].concat())?;
+    let labels = c.ok(&[&["get"][..], &cm, &["-o", "jsonpath={.metadata.labels}"]].concat())?;
+    ensure!(labels == r#"{"app":"web","tier":"frontend"}"#, "labels: {labels}");
+    ensure!(
+        c.ok(&[&["annotate"][..], &cm, &["note=hello world"]].concat())?.trim()
+            == "configmap/one annotated"
+    );
+    let note =
+        c.ok(&[&["get"][..], &cm, &["-o", "jsonpath={.metadata.annotations.note}"]].concat())?;
+    ensure!(note == "hello world", "annotation: {note}");
+
+    // replace: a PUT of the edited object, guarded by its resourceVersion.
+    let current = c.ok(&[&["get"][..], &cm, &["-o", "json"]].concat())?;
+    let mut object: serde_json::Value = serde_json::from_str(&current)?;
+    object["data"]["a"] = "replaced".into();
+    let path = c.manifest("replace.json", &object.to_string())?;
+    ensure!(c.ok(&["replace", "-f", &path])?.trim() == "configmap/one replaced");
+    let value = c.ok(&[&["get"][..], &cm, &["-o", "jsonpath={.data.a}"]].concat())?;
+    ensure!(value == "replaced", "after replace: {value}");
+    // The same file again carries a resourceVersion that is no longer current.
+    let conflict = c.fails(&["replace", "-f", &path])?;
+    ensure!(
+        conflict.contains("Error from server (Conflict)")
+            && conflict.contains("the object has been modified"),
+        "{conflict}"
+    );
+    Ok(())
+}
+
+fn server_dry_run(c: &Cluster) -> Result<()> {
+    let path = c.manifest(
+        "dry.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n  namespace: e2e\n",
+    )?;
+    let out = c.ok(&["create", "-f", &path, "--dry-run=server"])?;
+    ensure!(out.trim() == "configmap/dry created (server dry run)", "{out}");
+    let missing = c.fails(&["get", "configmap", "dry", "-n", "e2e"])?;
+    ensure!(missing.contains("NotFound"), "a dry run stored the object: {missing}");
+    let out = c.ok(&["delete", "configmap", "one", "-n", "e2e", "--dry-run=server"])?;
+    ensure!(out.contains("deleted (server dry run)"), "{out}");
+    c.ok(&["get", "configmap", "one", "-n", "e2e"])?;
+    Ok(())
+}
+
+fn errors(c: &Cluster) -> Result<()> {
+    let missing = c.fails(&["get", "configmap", "nope", "-n", "e2e"])?;
+    ensure!(
+        missing.trim() == r#"Error from server (NotFound): configmaps "nope" not found"#,
+        "{missing}"
+    );
+    let no_namespace = c.fails(&["get", "configmap", "x", "-n", "nowhere"])?;
+    ensure!(no_namespace.contains("NotFound"), "{no_namespace}");
+    let into_missing = c.manifest(
+        "lost.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lost\n  namespace: nowhere\n",
+    )?;
+    let refused = c.fails(&["create", "-f", &into_missing])?;
+    ensure!(refused.contains(r#"namespaces "nowhere" not found"#), "{refused}");
+    let bad_name = c.manifest(
+        "invalid.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n  namespace: e2e\n",
+    )?;
+    let invalid = c.fails(&["create", "-f", &bad_name])?;
+    ensure!(
+        // kubectl prints Invalid errors as `The <Kind> "<name>" is invalid: <causes>`.
+        invalid.contains(r#"The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value"#),
+        "{invalid}"
+    );
+    let unknown = c.manifest(
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: unknown\n  namespace: e2e\nspec:\n  foo: 1\n",
+    )?;
+    let strict = c.fails(&["create", "-f", &unknown, "--validate=strict"])?;
+    ensure!(strict.contains(r#"unknown field "spec""#), "{strict}");
+    c.fails(&["get", "configmap", "unknown", "-n", "e2e"])?;
+    // Without validation the unknown field is dropped... by the client; the object is made.
+    c.ok(&["create", "-f", &unknown, "--validate=false"])?;
+    let broken = c.manifest("broken.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", ")?;
+    c.fails(&["create", "-f", &broken])?;
+    Ok(())
+}
+
+fn watch_sees_every_change(c: &Cluster) -> Result<()> {
+    let mut child = c
+        .command(&[
+            "get",
+            "configmaps",
+            "-n",
+            "e2e",
+            "-w",
+            "--output-watch-events",
+            "-l",
+            "watched",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let expect = |event: &str| -> Result<()> {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(15))
+                .with_context(|| format!("no {event} event"))?;
+            if line.split_whitespace().next() == Some(event) && line.contains("watched-cm") {
+                return Ok(());
+            }
+        }
+    };
+    let path = c.manifest(
+        "watched.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched-cm\n  namespace: e2e\n  labels: {watched: \"yes\"}\n",
+    )?;
+    // Give the watch a moment to open, then make the changes.
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["create", "-f", &path])?;
+    expect("ADDED")?;
+    c.ok(&["annotate", "configmap", "watched-cm", "-n", "e2e", "seen=yes"])?;
+    expect("MODIFIED")?;
+    c.ok(&["delete", "configmap", "watched-cm", "-n", "e2e"])?;
+    expect("DELETED")?;
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+fn delete_and_wait(c: &Cluster) -> Result<()> {
+    let out = c.ok(&["delete", "configmap", "two", "-n", "e2e"])?;
+    ensure!(out.trim() == r#"configmap "two" deleted"#, "{out}");
+    c.fails(&["get", "configmap", "two", "-n", "e2e"])?;
+
+    // An object with a finalizer lingers with a deletionTimestamp until the finalizer goes.
+    let held = c.manifest(
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: e2e\n  finalizers: [example.com/hold]\n",
+    )?;
+    c.ok(&["create", "-f", &held])?;
+    c.ok(&["delete", "configmap", "held", "-n", "e2e", "--wait=false"])?;
+    let deleting = c.ok(&[
+        "get",
+        "configmap",
+        "held",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ])?;
+    ensure!(!deleting.is_empty(), "no deletionTimestamp on a finalized object");
+    let mut waiter = c
+        .command(&["wait", "--for=delete", "configmap/held", "-n", "e2e", "--timeout=30s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(waiter.try_wait()?.is_none(), "kubectl wait returned before the object went");
+    c.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "e2e",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    let waited = waiter.wait_with_output()?;
+    ensure!(
+        waited.status.success(),
+        "kubectl wait --for=delete: {}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    c.fails(&["get", "configmap", "held", "-n", "e2e"])?;
+
+    let all = c.ok(&["delete", "configmaps", "--all", "-n", "e2e"])?;
+    ensure!(all.lines().count() >= 3, "delete --all: {all}");
+    let run = c.run(&["get", "configmaps", "-n", "e2e"])?;
+    ensure!(run.success && run.stderr.trim() == "No resources found in e2e namespace.", "{run:?}");
+    Ok(())
+}
+
+fn explain(c: &Cluster) -> Result<()> {
+    let out = c.ok(&["explain", "pods.spec.containers"])?;
+    ensure!(out.contains("KIND:       Pod") && out.contains("FIELD: containers"), "{out}");
+    ensure!(out.contains("image\t<string>") || out.contains("image"), "{out}");
+    Ok(())
+}
