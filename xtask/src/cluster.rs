@@ -54,12 +54,13 @@ pub(crate) fn up(data_dir: &Path) -> anyhow::Result<()> {
   stop:        cargo xtask down{data_flag}
 
 Try it:
-  KUBECONFIG={kubeconfig} kubectl version
-  KUBECONFIG={kubeconfig} kubectl api-resources
+  KUBECONFIG={kubeconfig} kubectl get ns
+  KUBECONFIG={kubeconfig} kubectl create -f your-manifest.yaml
+  KUBECONFIG={kubeconfig} kubectl get all -A
 
 What runs today: the datastore (embedded SQLite at {data}/server/db/state.db) and the API
-server's TLS front with version, health and discovery. Objects (kubectl get ns, create, ...)
-are not served yet.",
+server: every built-in kind can be created, read, listed, watched, updated, merge-patched and
+deleted. No scheduler, controllers or kubelet yet, so pods are stored but do not run.",
         data = data_dir.display(),
         log = log_path.display(),
         data_flag = default_flag(data_dir),

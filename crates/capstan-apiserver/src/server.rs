@@ -66,11 +66,12 @@ impl ApiServer {
         if !cache.wait_for(revision, Duration::from_secs(60)).await {
             return Err(ApiServerError::Bootstrap("the watch cache did not fill in 60s".into()));
         }
-        let rest = Rest { store: Arc::clone(&store), cache, leases: Leases::default() };
+        let rest = Arc::new(Rest { store: Arc::clone(&store), cache, leases: Leases::default() });
         crate::bootstrap::ensure(&rest, local_addr.port())
             .await
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
         tasks.push(tokio::spawn(crate::compaction::run(store, crate::compaction::INTERVAL)));
+        tasks.push(tokio::spawn(rest::namespaces::run(Arc::clone(&rest))));
         let context = Arc::new(Context { address: local_addr, rest, tokens: config.tokens });
         tasks.push(tokio::spawn(accept_loop(listener, acceptor, context)));
         tracing::info!(address = %local_addr, "API server listening");
@@ -126,7 +127,7 @@ fn server_tls(material: &TlsMaterial) -> Result<rustls::ServerConfig, ApiServerE
 #[derive(Debug)]
 struct Context {
     address: SocketAddr,
-    rest: Rest,
+    rest: Arc<Rest>,
     tokens: TokenFile,
 }
 

@@ -115,6 +115,7 @@ fn suite(c: &Cluster) -> Result<()> {
     delete_and_wait(c).context("delete and wait")?;
     explain(c).context("explain")?;
     raw_requests(c).context("raw requests")?;
+    namespace_deletion(c).context("namespace deletion")?;
     Ok(())
 }
 
@@ -595,4 +596,54 @@ fn a_restarted_server_keeps_its_objects_and_expires_older_watches() -> Result<()
     ])?;
     ensure!(quiet.is_empty(), "events after the current version: {quiet}");
     cluster.stop()
+}
+
+/// Deleting a namespace deletes what is in it, refuses new content meanwhile, and waits for
+/// finalizers of what it holds.
+fn namespace_deletion(c: &Cluster) -> Result<()> {
+    let held = c.manifest(
+        "held-in-e2e.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: e2e\n  \
+         finalizers: [example.com/hold]\n",
+    )?;
+    c.ok(&["create", "-f", &held])?;
+    c.ok(&["delete", "namespace", "e2e", "--wait=false"])?;
+    let phase = c.ok(&["get", "namespace", "e2e", "-o", "jsonpath={.status.phase}"])?;
+    ensure!(phase == "Terminating", "phase {phase}");
+    let late = c.manifest(
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  namespace: e2e\n",
+    )?;
+    let refused = c.fails(&["create", "-f", &late])?;
+    ensure!(
+        refused.contains("Forbidden") && refused.contains("because it is being terminated"),
+        "{refused}"
+    );
+    // The deployment went; the held ConfigMap waits for its finalizer, and the namespace for it.
+    let deployments = c.run(&["get", "deployments", "-n", "e2e", "-o", "name"])?;
+    let mut gone = deployments.stdout.trim().is_empty();
+    for _ in 0..50 {
+        if gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        gone = c.run(&["get", "deployments", "-n", "e2e", "-o", "name"])?.stdout.trim().is_empty();
+    }
+    ensure!(gone, "the namespace's deployment was not deleted");
+    c.ok(&["get", "namespace", "e2e"])?;
+    c.ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "e2e",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    c.ok(&["wait", "--for=delete", "namespace/e2e", "--timeout=30s"])?;
+    let missing = c.fails(&["get", "namespace", "e2e"])?;
+    ensure!(missing.contains("NotFound"), "{missing}");
+    Ok(())
 }

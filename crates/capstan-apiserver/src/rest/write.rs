@@ -320,7 +320,7 @@ pub(super) async fn delete_collection(
 
 /// What a delete asks for, from the body (`DeleteOptions`) and the query.
 #[derive(Debug, Default)]
-struct DeleteOptions {
+pub(super) struct DeleteOptions {
     dry_run: bool,
     grace_period_seconds: Option<i64>,
     propagation: Option<String>,
@@ -376,7 +376,7 @@ impl DeleteOptions {
 /// Deletes one object: at once, or — when finalizers remain, or a pod on a node must stop
 /// gracefully — by setting `deletionTimestamp` and leaving the rest to whoever owns the
 /// finalizers.
-async fn delete_object(
+pub(super) async fn delete_object(
     rest: &Rest,
     target: &Target,
     name: &str,
@@ -592,7 +592,7 @@ fn without_version(object: &Value) -> Value {
 
 /// The stored form: compact JSON without `resourceVersion`, which the datastore's revision
 /// supplies on every read.
-fn encode(object: &Value) -> Bytes {
+pub(super) fn encode(object: &Value) -> Bytes {
     Bytes::from(without_version(object).to_string())
 }
 
@@ -677,13 +677,11 @@ fn check_schema(
     validation: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
     let report = openapi::check(resource, object);
-    if !report.type_errors.is_empty() {
+    // Upstream's decoder stops at the first wrong type; so does the message.
+    if let Some(first) = report.type_errors.first() {
         return Err(ApiError::bad_request(format!(
-            "{} in version {:?} cannot be handled as a {}: {}",
-            resource.kind,
-            resource.version,
-            resource.kind,
-            report.type_errors.join(", ")
+            "{} in version {:?} cannot be handled as a {}: {first}",
+            resource.kind, resource.version, resource.kind,
         )));
     }
     let unknown: Vec<String> =
