@@ -14,11 +14,13 @@
 //!   every kind shares;
 //! - [`Quantity`]: resource amounts (`500m`, `1.5Gi`), exact, comparable, canonically printed;
 //! - [`table`]: the server-side Tables `kubectl get` prints, with each kind's columns;
+//! - [`conversion`]: versions that share storage (HPA v1/v2, core and events.k8s.io Events);
 //! - [`discovery`]: the discovery documents, legacy and aggregated, from the registry;
 //! - [`strategy`]: per-kind create/update rules: defaults, validation, spec/status split,
 //!   selectable fields;
 //! - [`openapi`]: the OpenAPI v3 documents and the schema check behind field validation.
 
+pub mod conversion;
 pub mod discovery;
 #[cfg(test)]
 mod exhaustive;

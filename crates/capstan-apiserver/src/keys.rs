@@ -9,6 +9,9 @@ use capstan_api::registry::ResourceType;
 
 /// The prefix of every object of a type: `/pods/`, `/apps/deployments/`.
 pub(crate) fn type_prefix(resource: &ResourceType) -> String {
+    // Versions and groups that share storage share the place (events.k8s.io Events live with
+    // the core ones).
+    let resource = capstan_api::conversion::storage_type(resource);
     if resource.group.is_empty() {
         format!("/{}/", resource.plural)
     } else {
@@ -66,6 +69,8 @@ mod tests {
 
     #[test]
     fn every_key_maps_back_to_its_type() {
+        let events = find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(object_key(events, Some("ns"), "e"), "/events/ns/e");
         for resource in capstan_api::registry::builtin() {
             let key = object_key(resource, Some("ns"), "name");
             assert_eq!(type_prefix_of(&key), Some(type_prefix(resource).as_str()), "{key}");

@@ -114,6 +114,7 @@ fn suite(c: &Cluster) -> Result<()> {
     watch_sees_every_change(c).context("watch")?;
     delete_and_wait(c).context("delete and wait")?;
     explain(c).context("explain")?;
+    shared_storage(c).context("versions sharing storage")?;
     raw_requests(c).context("raw requests")?;
     namespace_deletion(c).context("namespace deletion")?;
     Ok(())
@@ -645,5 +646,55 @@ fn namespace_deletion(c: &Cluster) -> Result<()> {
     c.ok(&["wait", "--for=delete", "namespace/e2e", "--timeout=30s"])?;
     let missing = c.fails(&["get", "namespace", "e2e"])?;
     ensure!(missing.contains("NotFound"), "{missing}");
+    Ok(())
+}
+
+/// An HPA written as autoscaling/v1 reads back as v2, and an events.k8s.io Event is one of
+/// the Events `kubectl get events` lists.
+fn shared_storage(c: &Cluster) -> Result<()> {
+    let hpa = c.manifest(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  \
+         namespace: e2e\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: \
+         web}\n  maxReplicas: 4\n  targetCPUUtilizationPercentage: 70\n",
+    )?;
+    c.ok(&["create", "-f", &hpa])?;
+    let v2 = c.ok(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}",
+    ])?;
+    ensure!(v2 == "autoscaling/v2 70", "as v2: {v2}");
+    let v1 = c.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.spec.targetCPUUtilizationPercentage}",
+    ])?;
+    ensure!(v1 == "70", "as v1: {v1}");
+    let event = c.manifest(
+        "event.yaml",
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: web.1\n  namespace: e2e\n\
+         eventTime: \"2026-11-23T00:00:00.000000Z\"\nreportingController: example.com/e2e\n\
+         reportingInstance: e2e-1\naction: Testing\nreason: Tested\ntype: Normal\nnote: it works\n\
+         regarding: {kind: Deployment, name: web, namespace: e2e}\n",
+    )?;
+    c.ok(&["create", "-f", &event])?;
+    let core = c.ok(&[
+        "get",
+        "events",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.items[0].apiVersion} {.items[0].message} {.items[0].involvedObject.name}",
+    ])?;
+    ensure!(core == "v1 it works web", "as a core Event: {core}");
     Ok(())
 }

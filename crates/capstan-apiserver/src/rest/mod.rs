@@ -158,20 +158,16 @@ impl Presentation {
     }
 }
 
-/// The object as the requested version names it. Versions of one group share storage
-/// (autoscaling v1 and v2); the stored form is served under the requested `apiVersion`.
+/// The object as the requested version shows it: versions that share storage (autoscaling
+/// v1 and v2, core and events.k8s.io Events) are converted; others only carry the requested
+/// `apiVersion`.
 fn present(resource: &ResourceType, object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(fields) = object.as_object_mut() {
-        let api_version = resource.api_version();
-        if fields.get("apiVersion").and_then(Value::as_str) != Some(&api_version) {
-            fields.insert("apiVersion".into(), Value::String(api_version));
-        }
-        if fields.get("kind").and_then(Value::as_str) != Some(resource.kind) {
-            fields.insert("kind".into(), Value::String(resource.kind.to_owned()));
-        }
-    }
-    object
+    capstan_api::conversion::convert(object, resource)
+}
+
+/// Whether an object is stored in the form of the requested version.
+fn in_form_of(resource: &ResourceType, object: &Value) -> bool {
+    object.get("apiVersion").and_then(Value::as_str) == Some(resource.api_version().as_str())
 }
 
 /// Label and field selectors, applied to stored objects.
@@ -195,6 +191,16 @@ impl<'a> Filter<'a> {
     }
 
     pub(crate) fn matches(&self, object: &Value) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        if !in_form_of(self.resource, object) {
+            return self.matches_converted(&present(self.resource, object));
+        }
+        self.matches_converted(object)
+    }
+
+    fn matches_converted(&self, object: &Value) -> bool {
         if !self.options.label_selector.is_empty() {
             let labels: BTreeMap<String, String> = object
                 .pointer("/metadata/labels")

@@ -49,7 +49,8 @@ pub(super) async fn get(
         Presentation::Table(include) => {
             let version = metadata_str(&object, "resourceVersion").unwrap_or_default().to_owned();
             let options = Presentation::table_options(include, version);
-            let table = table::table(target.resource, &[(*object).clone()], &options);
+            let table =
+                table::table(target.resource, &[present(target.resource, &object)], &options);
             response::json(StatusCode::OK, &table)
         }
     })
@@ -81,7 +82,8 @@ pub(super) async fn list(
         Presentation::Table(include) => {
             let mut table_options = Presentation::table_options(include, page.revision.to_string());
             table_options.continue_token = page.continue_token.clone();
-            let objects: Vec<Value> = page.objects.iter().map(|o| (**o).clone()).collect();
+            let objects: Vec<Value> =
+                page.objects.iter().map(|o| present(target.resource, o)).collect();
             response::json(StatusCode::OK, &table::table(target.resource, &objects, &table_options))
         }
     })

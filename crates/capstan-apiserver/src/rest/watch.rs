@@ -218,7 +218,7 @@ impl Stream {
                     omit_columns: self.columns_sent,
                 };
                 self.columns_sent = true;
-                table::table(self.resource, std::slice::from_ref(object), &options)
+                table::table(self.resource, &[present(self.resource, object)], &options)
             }
         };
         self.send_raw(kind, object).await

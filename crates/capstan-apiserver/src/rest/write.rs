@@ -106,7 +106,7 @@ async fn create_object(
             return Ok(candidate);
         }
         let lease = rest.leases.for_resource(rest, resource).await?;
-        match rest.store.create(&key, encode(&candidate), lease).await {
+        match rest.store.create(&key, encode(&stored_form(resource, &candidate)), lease).await {
             Ok(kv) => {
                 cache::set_resource_version(&mut candidate, kv.mod_revision);
                 return Ok(candidate);
@@ -229,7 +229,8 @@ async fn guarded_update(
     let name = target.name.as_deref().unwrap_or_default();
     let key = object_key(target, name);
     for _ in 0..RETRIES {
-        let (kv, old) = current(rest, &key, resource, name).await?;
+        let (kv, stored) = current(rest, &key, resource, name).await?;
+        let old = present(resource, &stored);
         if precondition.is_some_and(|expected| expected != kv.mod_revision) {
             return Err(ApiError::conflict(resource, name));
         }
@@ -255,10 +256,8 @@ async fn guarded_update(
             rest.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| deleted.revision)
         } else {
             let lease = rest.leases.for_resource(rest, resource).await?;
-            rest.store
-                .update(&key, encode(&new), kv.mod_revision, lease)
-                .await
-                .map(|kv| kv.mod_revision)
+            let value = encode(&stored_form(resource, &new));
+            rest.store.update(&key, value, kv.mod_revision, lease).await.map(|kv| kv.mod_revision)
         };
         match written {
             Ok(revision) => {
@@ -588,6 +587,16 @@ fn without_version(object: &Value) -> Value {
         metadata.remove("resourceVersion");
     }
     copy
+}
+
+/// An object of the requested version in the form its storage keeps.
+fn stored_form(resource: &ResourceType, object: &Value) -> Value {
+    let storage = capstan_api::conversion::storage_type(resource);
+    if storage.api_version() == resource.api_version() {
+        object.clone()
+    } else {
+        capstan_api::conversion::convert(object, storage)
+    }
 }
 
 /// The stored form: compact JSON without `resourceVersion`, which the datastore's revision
