@@ -698,3 +698,37 @@ fn shared_storage(c: &Cluster) -> Result<()> {
     ensure!(core == "v1 it works web", "as a core Event: {core}");
     Ok(())
 }
+
+/// Users have older kubectls: 1.29 (the oldest that reads OpenAPI v3 for apply and
+/// explain) does the everyday things too.
+#[test]
+fn an_older_kubectl_works() -> Result<()> {
+    let cluster = Cluster::start(false)?;
+    let old = |args: &[&str]| -> Result<String> {
+        let output = Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.29")
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "kubectl 1.29 {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    };
+    let path = cluster.manifest(
+        "old.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: old\nspec:\n  selector: \
+         {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      \
+         containers: [{name: c, image: busybox}]\n",
+    )?;
+    ensure!(old(&["apply", "-f", &path])?.trim() == "deployment.apps/old created");
+    ensure!(old(&["apply", "-f", &path])?.trim() == "deployment.apps/old unchanged");
+    let wide = old(&["get", "deployments", "-o", "wide"])?;
+    ensure!(wide.contains("CONTAINERS") && wide.contains("busybox"), "{wide}");
+    ensure!(old(&["explain", "deployments.spec.strategy"])?.contains("KIND:       Deployment"));
+    ensure!(old(&["delete", "-f", &path])?.trim() == r#"deployment.apps "old" deleted"#);
+    cluster.stop()
+}
