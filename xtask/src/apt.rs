@@ -9,7 +9,7 @@ use std::process::Command;
 pub(crate) const BUILD: &[&str] = &["protobuf-compiler", "libprotobuf-dev"];
 
 /// Packages the tests and benchmarks need on top of the build's: a real etcd.
-pub(crate) const TEST: &[&str] = &["etcd-server"];
+pub(crate) const TEST: &[&str] = &["etcd-server", "curl"];
 
 pub(crate) fn is_root() -> bool {
     Command::new("id")

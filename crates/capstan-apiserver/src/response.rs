@@ -29,6 +29,11 @@ pub(crate) fn respond(
     response
 }
 
+/// No body at all.
+pub(crate) fn empty() -> Body {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
+}
+
 /// `value` as compact JSON with a trailing newline.
 pub(crate) fn json_bytes(value: &Value) -> Vec<u8> {
     let mut body = value.to_string().into_bytes();

@@ -193,6 +193,22 @@ async fn handle(
     context: &Context,
     client_certificate: bool,
 ) -> Response<Body> {
+    let head = request.method() == Method::HEAD;
+    let mut response = respond_to(request, context, client_certificate).await;
+    if head {
+        // A HEAD answer has the headers of the GET and no body: over HTTP/2 a body (or a
+        // content-length it does not match) is a protocol error for the client.
+        response.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+        *response.body_mut() = response::empty();
+    }
+    response
+}
+
+async fn respond_to(
+    request: Request<Incoming>,
+    context: &Context,
+    client_certificate: bool,
+) -> Response<Body> {
     if !authenticated(&request, context, client_certificate) {
         return response::error(&ApiError::unauthorized());
     }
@@ -202,11 +218,13 @@ async fn handle(
     let method = request.method().clone();
     let query = Query::parse(request.uri().query());
     let route = crate::request::route(request.uri().path());
+    // The body is read before any answer, whatever the route: an HTTP/2 stream answered
+    // before its body was consumed is reset, which clients report as an error of their own.
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(error) => return response::error(&error),
+    };
     if let Route::Resource(target) = route {
-        let body = match read_body(request).await {
-            Ok(body) => body,
-            Err(error) => return response::error(&error),
-        };
         let resource_request = ResourceRequest {
             method: &method,
             target,

@@ -229,6 +229,31 @@ impl<'a> Filter<'a> {
     }
 }
 
+/// Waits until the cache has seen `revision`. A revision the datastore has not reached is
+/// answered at once, one it has after at most `CACHE_PATIENCE`: both as upstream's 504
+/// "Too large resource version", whose `ResourceVersionTooLarge` cause makes client-go and
+/// kube-rs relist instead of retrying.
+async fn wait_for_revision(rest: &Rest, revision: i64) -> Result<(), ApiError> {
+    let current = rest.store.current_revision().await.map_err(store_error)?;
+    if revision <= current && rest.cache.wait_for(revision, CACHE_PATIENCE).await {
+        return Ok(());
+    }
+    let mut error = ApiError::timeout(format!(
+        "Too large resource version: {revision}, current: {}",
+        rest.cache.revision()
+    ));
+    error.details = Some(Box::new(capstan_api::Details {
+        causes: vec![capstan_api::Cause {
+            reason: "ResourceVersionTooLarge".into(),
+            message: "Too large resource version".into(),
+            field: String::new(),
+        }],
+        ..Default::default()
+    }));
+    error.retry_after_seconds = Some(1);
+    Err(error)
+}
+
 /// The namespace of a target as a key component: `None` for cluster-scoped types.
 fn namespace_of(target: &Target) -> Option<&str> {
     if target.resource.is_namespaced() { target.namespace.as_deref() } else { None }

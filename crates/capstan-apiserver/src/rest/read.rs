@@ -37,9 +37,7 @@ pub(super) async fn get(
         }
         Some(version) => {
             let revision = parse_revision(version)?;
-            if revision > 0 && !rest.cache.wait_for(revision, CACHE_PATIENCE).await {
-                return Err(too_large_version());
-            }
+            super::wait_for_revision(rest, revision).await?;
             rest.cache.get(&key).0
         }
     };
@@ -54,10 +52,6 @@ pub(super) async fn get(
             response::json(StatusCode::OK, &table)
         }
     })
-}
-
-pub(crate) fn too_large_version() -> ApiError {
-    ApiError::timeout("Too large resource version: the server has not caught up with it yet")
 }
 
 /// One page of a list.
@@ -158,11 +152,7 @@ pub(super) async fn list_page(
 }
 
 async fn wait_not_older(rest: &Rest, revision: Revision) -> Result<(), ApiError> {
-    if rest.cache.wait_for(revision, CACHE_PATIENCE).await {
-        Ok(())
-    } else {
-        Err(too_large_version())
-    }
+    super::wait_for_revision(rest, revision).await
 }
 
 fn cache_page(rest: &Rest, prefix: &str, options: &ListOptions, filter: Filter<'_>) -> Page {

@@ -4,7 +4,7 @@
 //! sends one ERROR event with a 410 Status when N is older than the history. Bookmarks, the
 //! `initial-events-end` bookmark of streaming lists, and `timeoutSeconds` are honoured.
 
-use super::{CACHE_PATIENCE, Filter, Presentation, Rest, namespace_of, present, store_error};
+use super::{Filter, Presentation, Rest, namespace_of, present, store_error};
 use crate::cache::{CachedEvent, Change, WatchStart};
 use crate::keys;
 use crate::request::{ListOptions, Target, VersionMatch, parse_revision};
@@ -50,10 +50,8 @@ pub(super) async fn watch(
         (_, Some(revision)) if revision > 0 => Some(revision),
         _ => None,
     };
-    if let Some(revision) = wait_until
-        && !rest.cache.wait_for(revision, CACHE_PATIENCE).await
-    {
-        return Err(super::read::too_large_version());
+    if let Some(revision) = wait_until {
+        super::wait_for_revision(rest, revision).await?;
     }
     let (sender, receiver) = mpsc::channel(128);
     let stream = Stream {
