@@ -8,7 +8,8 @@ use std::process::Command;
 /// well-known protobuf types.
 pub(crate) const BUILD: &[&str] = &["protobuf-compiler", "libprotobuf-dev"];
 
-/// Packages the tests and benchmarks need on top of the build's: a real etcd.
+/// Packages the tests and benchmarks need on top of the build's: a real etcd, and curl for
+/// the robustness test's raw requests.
 pub(crate) const TEST: &[&str] = &["etcd-server", "curl"];
 
 pub(crate) fn is_root() -> bool {
