@@ -696,6 +696,13 @@ fn shared_storage(c: &Cluster) -> Result<()> {
         "jsonpath={.items[0].apiVersion} {.items[0].message} {.items[0].involvedObject.name}",
     ])?;
     ensure!(core == "v1 it works web", "as a core Event: {core}");
+    let table = c.ok(&["get", "events.events.k8s.io", "-n", "e2e"])?;
+    ensure!(
+        table.starts_with("LAST SEEN")
+            && table.contains("Tested")
+            && table.contains("deployment/web"),
+        "events.k8s.io Events print as core ones: {table}"
+    );
     Ok(())
 }
 

@@ -54,9 +54,19 @@ pub struct TableOptions {
     pub omit_columns: bool,
 }
 
-/// The printer kube-apiserver uses for a type.
+/// The printer kube-apiserver uses for a type. Kinds that share storage with another share
+/// its printer (events.k8s.io Events print as core Events).
 pub fn printer(resource: &ResourceType) -> Printer {
-    printers::for_kind(resource.group, resource.kind).unwrap_or(printers::DEFAULT)
+    let printed = printed_type(resource);
+    printers::for_kind(printed.group, printed.kind).unwrap_or(printers::DEFAULT)
+}
+
+/// The type whose form objects of `resource` are printed in.
+fn printed_type(resource: &ResourceType) -> &ResourceType {
+    match (resource.group, resource.kind) {
+        ("events.k8s.io", "Event") => crate::conversion::storage_type(resource),
+        _ => resource,
+    }
 }
 
 /// The Table of `objects` (each a whole object as JSON).
@@ -79,7 +89,18 @@ pub fn table(resource: &ResourceType, objects: &[Value], options: &TableOptions)
             })
             .collect()
     };
-    let rows: Vec<Value> = objects.iter().map(|object| row(&printer, object, options)).collect();
+    let printed = printed_type(resource);
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let cells = if printed.group == resource.group {
+                (printer.cells)(object, options.now)
+            } else {
+                (printer.cells)(&crate::conversion::convert(object, printed), options.now)
+            };
+            row_of(cells, object, options)
+        })
+        .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -91,7 +112,10 @@ pub fn table(resource: &ResourceType, objects: &[Value], options: &TableOptions)
 
 /// One `rows[]` entry.
 pub fn row(printer: &Printer, object: &Value, options: &TableOptions) -> Value {
-    let cells = (printer.cells)(object, options.now);
+    row_of((printer.cells)(object, options.now), object, options)
+}
+
+fn row_of(cells: Vec<Value>, object: &Value, options: &TableOptions) -> Value {
     match options.include_object {
         IncludeObject::None => json!({"cells": cells}),
         IncludeObject::Object => json!({"cells": cells, "object": object}),
