@@ -110,6 +110,7 @@ fn suite(c: &Cluster) -> Result<()> {
     selectors_sorting_and_paging(c).context("selectors")?;
     label_annotate_replace(c).context("label, annotate, replace")?;
     server_dry_run(c).context("dry run")?;
+    status_and_propagation(c).context("status and propagation")?;
     errors(c).context("errors")?;
     watch_sees_every_change(c).context("watch")?;
     delete_and_wait(c).context("delete and wait")?;
@@ -738,4 +739,68 @@ fn an_older_kubectl_works() -> Result<()> {
     ensure!(old(&["explain", "deployments.spec.strategy"])?.contains("KIND:       Deployment"));
     ensure!(old(&["delete", "-f", &path])?.trim() == r#"deployment.apps "old" deleted"#);
     cluster.stop()
+}
+
+/// A write to the main resource never changes status, a write to `/status` changes only
+/// status; a delete records its propagation policy as a finalizer.
+fn status_and_propagation(c: &Cluster) -> Result<()> {
+    let deployment = ["deployment", "web", "-n", "e2e"];
+    let merge = |patch: &str, extra: &[&str]| -> Result<String> {
+        c.ok(&[&["patch"][..], &deployment, &["--type", "merge", "-p", patch], extra].concat())
+    };
+    merge(r#"{"spec":{"replicas":3},"status":{"replicas":7}}"#, &[])?;
+    let after = c.ok(&[
+        &["get"][..],
+        &deployment,
+        &["-o", "jsonpath={.spec.replicas}/{.status.replicas}/{.metadata.generation}"],
+    ]
+    .concat())?;
+    ensure!(after == "3//2", "main-resource patch: {after}");
+    merge(r#"{"spec":{"replicas":5},"status":{"replicas":7}}"#, &["--subresource=status"])?;
+    let after = c.ok(&[
+        &["get"][..],
+        &deployment,
+        &["-o", "jsonpath={.spec.replicas}/{.status.replicas}/{.metadata.generation}"],
+    ]
+    .concat())?;
+    ensure!(after == "3/7/2", "status patch: {after}");
+
+    let path = c.manifest(
+        "propagated.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: propagated\n  namespace: e2e\n  \
+         finalizers: [example.com/hold]\n",
+    )?;
+    c.ok(&["create", "-f", &path])?;
+    c.ok(&[
+        "delete",
+        "configmap",
+        "propagated",
+        "-n",
+        "e2e",
+        "--cascade=foreground",
+        "--wait=false",
+    ])?;
+    let finalizers = c.ok(&[
+        "get",
+        "configmap",
+        "propagated",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ])?;
+    ensure!(finalizers == r#"["example.com/hold","foregroundDeletion"]"#, "{finalizers}");
+    c.ok(&[
+        "patch",
+        "configmap",
+        "propagated",
+        "-n",
+        "e2e",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    c.fails(&["get", "configmap", "propagated", "-n", "e2e"])?;
+    Ok(())
 }

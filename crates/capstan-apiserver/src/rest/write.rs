@@ -236,7 +236,11 @@ async fn guarded_update(
         }
         let mut new = change(&old)?;
         keep_system_metadata(&mut new, &old)?;
-        strategy::prepare_for_update(resource, &mut new, &old);
+        // A write to `/status` was built from the stored object with only its status
+        // replaced; the main resource's preparation would put the old status back.
+        if target.subresource.as_deref() != Some("status") {
+            strategy::prepare_for_update(resource, &mut new, &old);
+        }
         strategy::apply_defaults(resource, &mut new);
         let errors = strategy::validate_update(resource, &new, &old);
         if !errors.is_empty() {
