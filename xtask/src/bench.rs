@@ -10,3 +10,12 @@ pub(crate) fn store() -> anyhow::Result<()> {
     step("cargo bench --package capstan-store --bench store");
     run_command(cargo().args(["bench", "--package", "capstan-store", "--bench", "store"]))
 }
+
+/// The API server benchmark (`crates/capstan-apiserver/benches/api.rs`): create, get, list and
+/// watch over HTTPS on the embedded datastore and on etcd, plus the paced-create and watch
+/// fan-out targets. `CAPSTAN_BENCH_SECS` and `CAPSTAN_BENCH_DIR` tune it.
+pub(crate) fn api() -> anyhow::Result<()> {
+    apt::ensure("the API server benchmark", &[apt::BUILD, apt::TEST])?;
+    step("cargo bench --package capstan-apiserver --bench api");
+    run_command(cargo().args(["bench", "--package", "capstan-apiserver", "--bench", "api"]))
+}

@@ -2,11 +2,14 @@
 //! - `up`: install missing system packages, build, start a one-node Capstan in the background;
 //! - `down`: stop what `up` started;
 //! - `test`: install what the tests need, then formatting, lints and every test;
-//! - `bench store`: the datastore benchmark, embedded against etcd.
+//! - `bench store`: the datastore benchmark, embedded against etcd;
+//! - `bench api`: the API server benchmark, on the embedded datastore and on etcd;
+//! - `openapi`: regenerate capstan-api's OpenAPI schemas from k8s-openapi's types.
 
 mod apt;
 mod bench;
 mod cluster;
+mod openapi;
 mod test;
 
 use anyhow::{Context, bail};
@@ -20,6 +23,8 @@ tasks:
   down [--data-dir DIR]   stop the Capstan that `up` started
   test                    install what the tests need; run fmt, clippy and every test
   bench store             benchmark the embedded datastore against etcd, side by side
+  bench api               benchmark the API server on the embedded datastore and on etcd
+  openapi [--check]       regenerate capstan-api's OpenAPI schemas (or check they are fresh)
 ";
 
 fn main() {
@@ -37,7 +42,9 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         ["down", rest @ ..] => cluster::down(&data_dir(rest)?),
         ["test"] => test::run(),
         ["bench", "store"] => bench::store(),
-        ["bench", ..] => bail!("unknown benchmark; available: store\n\n{USAGE}"),
+        ["bench", "api"] => bench::api(),
+        ["openapi", flags @ ..] => openapi::run(flags),
+        ["bench", ..] => bail!("unknown benchmark; available: store, api\n\n{USAGE}"),
         ["-h" | "--help" | "help"] | [] => {
             print!("{USAGE}");
             Ok(())
