@@ -82,6 +82,13 @@ impl Cluster {
         Ok(path.display().to_string())
     }
 
+    /// Removes every finalizer of a ConfigMap in `e2e`, so that a pending deletion completes.
+    fn release(&self, name: &str) -> Result<()> {
+        let patch = r#"{"metadata":{"finalizers":null}}"#;
+        self.ok(&["patch", "configmap", name, "-n", "e2e", "--type", "merge", "-p", patch])?;
+        Ok(())
+    }
+
     fn stop(mut self) -> Result<()> {
         let server = self.server.take().context("no server")?;
         ensure!(server.terminate()?, "the server exited with a failure on SIGTERM");
@@ -468,17 +475,7 @@ fn delete_and_wait(c: &Cluster) -> Result<()> {
         .spawn()?;
     std::thread::sleep(Duration::from_millis(500));
     ensure!(waiter.try_wait()?.is_none(), "kubectl wait returned before the object went");
-    c.ok(&[
-        "patch",
-        "configmap",
-        "held",
-        "-n",
-        "e2e",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ])?;
+    c.release("held")?;
     let waited = waiter.wait_with_output()?;
     ensure!(
         waited.status.success(),
@@ -633,17 +630,7 @@ fn namespace_deletion(c: &Cluster) -> Result<()> {
     }
     ensure!(gone, "the namespace's deployment was not deleted");
     c.ok(&["get", "namespace", "e2e"])?;
-    c.ok(&[
-        "patch",
-        "configmap",
-        "held",
-        "-n",
-        "e2e",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ])?;
+    c.release("held")?;
     c.ok(&["wait", "--for=delete", "namespace/e2e", "--timeout=30s"])?;
     let missing = c.fails(&["get", "namespace", "e2e"])?;
     ensure!(missing.contains("NotFound"), "{missing}");
@@ -790,17 +777,7 @@ fn status_and_propagation(c: &Cluster) -> Result<()> {
         "jsonpath={.metadata.finalizers}",
     ])?;
     ensure!(finalizers == r#"["example.com/hold","foregroundDeletion"]"#, "{finalizers}");
-    c.ok(&[
-        "patch",
-        "configmap",
-        "propagated",
-        "-n",
-        "e2e",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ])?;
+    c.release("propagated")?;
     c.fails(&["get", "configmap", "propagated", "-n", "e2e"])?;
     Ok(())
 }

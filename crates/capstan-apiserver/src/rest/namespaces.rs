@@ -117,9 +117,5 @@ fn storage_types() -> Vec<&'static ResourceType> {
 }
 
 fn finalizers(namespace: &Value) -> Vec<String> {
-    namespace
-        .pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+    super::write::strings_at(namespace, "/spec/finalizers")
 }

@@ -41,9 +41,19 @@ pub(super) async fn create(
     let warnings = check_schema(resource, &object, options.field_validation)?;
     place_in_namespace(target, &mut object)?;
     let created = create_object(rest, resource, object, options.dry_run).await?;
-    let mut response = response::json(StatusCode::CREATED, &present(resource, &created));
-    response::add_warnings(&mut response, &warnings);
-    Ok(response)
+    Ok(answer(StatusCode::CREATED, resource, &created, &warnings))
+}
+
+/// The written object as the requested version shows it, with the schema's warnings.
+fn answer(
+    status: StatusCode,
+    resource: &ResourceType,
+    object: &Value,
+    warnings: &[String],
+) -> Response<Body> {
+    let mut response = response::json(status, &present(resource, object));
+    response::add_warnings(&mut response, warnings);
+    response
 }
 
 /// Creates an object the server itself owns (the bootstrap namespaces and Service).
@@ -155,9 +165,7 @@ pub(super) async fn update(
     })
     .await?;
     warnings.dedup();
-    let mut response = response::json(StatusCode::OK, &present(resource, &updated));
-    response::add_warnings(&mut response, &warnings);
-    Ok(response)
+    Ok(answer(StatusCode::OK, resource, &updated, &warnings))
 }
 
 pub(super) async fn patch(
@@ -197,9 +205,7 @@ pub(super) async fn patch(
         Ok(if status_only { with_status_of(old, &patched) } else { patched })
     })
     .await?;
-    let mut response = response::json(StatusCode::OK, &present(resource, &updated));
-    response::add_warnings(&mut response, &warnings);
-    Ok(response)
+    Ok(answer(StatusCode::OK, resource, &updated, &warnings))
 }
 
 /// Whether a strategic merge patch has neither lists nor `$` directives, so that it means
@@ -505,8 +511,13 @@ fn namespace_still_finalizing(resource: &ResourceType, object: &Value) -> bool {
 }
 
 fn finalizers(object: &Value) -> Vec<String> {
+    strings_at(object, "/metadata/finalizers")
+}
+
+/// The strings of a list at a JSON pointer, or none.
+pub(super) fn strings_at(object: &Value, pointer: &str) -> Vec<String> {
     object
-        .pointer("/metadata/finalizers")
+        .pointer(pointer)
         .and_then(Value::as_array)
         .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default()
