@@ -7,13 +7,17 @@
 //!   `cargo xtask openapi` into `openapi/v1.33.json` and embedded;
 //! - `document`: one group-version's document: its paths, from the registry, and the schemas
 //!   they reach;
-//! - `check`: the walk of an object against its kind's schema.
+//! - `check`: the walk of an object against its kind's schema;
+//! - `navigate`: field-by-field positions in a schema, for the patch engines.
 //!
 //! Everything is computed once, at first use, and kept for the life of the process.
 
 mod check;
 mod document;
+mod navigate;
 mod schemas;
+
+pub use navigate::{Schema, named, schema_of};
 
 use crate::registry::{self, ResourceType};
 use serde_json::{Map, Value, json};
