@@ -18,14 +18,20 @@
 //! - [`discovery`]: the discovery documents, legacy and aggregated, from the registry;
 //! - [`strategy`]: per-kind create/update rules: defaults, validation, spec/status split,
 //!   selectable fields;
+//! - [`patch`]: JSON patch and strategic merge patch;
+//! - [`apply`]: managedFields and server-side apply;
+//! - [`protobuf`]: protobuf request bodies decoded to JSON;
 //! - [`openapi`]: the OpenAPI v3 documents and the schema check behind field validation.
 
+pub mod apply;
 pub mod conversion;
 pub mod discovery;
 #[cfg(test)]
 mod exhaustive;
 mod merge_patch;
 pub mod openapi;
+pub mod patch;
+pub mod protobuf;
 mod quantity;
 pub mod registry;
 mod selector;
