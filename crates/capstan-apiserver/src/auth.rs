@@ -14,6 +14,19 @@ pub(crate) struct User {
     pub(crate) groups: Vec<String>,
 }
 
+impl User {
+    /// The user a client certificate names: the subject's common name, and its
+    /// organizations as groups (as kube-apiserver reads them). `None` when the certificate
+    /// cannot be read or names no one.
+    pub(crate) fn from_certificate(der: &[u8]) -> Option<User> {
+        let (name, groups) = subject_names(der)?;
+        let name = name?;
+        let mut groups = groups;
+        groups.push("system:authenticated".into());
+        Some(User { name, uid: String::new(), groups })
+    }
+}
+
 /// Bearer tokens from a file in kube-apiserver's `--token-auth-file` format: one
 /// `token,user,uid[,"group1,group2"]` line per token.
 #[derive(Debug, Default, Clone)]
@@ -74,6 +87,84 @@ impl TokenFile {
     }
 }
 
+/// The subject's common name and organizations of a DER certificate.
+fn subject_names(der: &[u8]) -> Option<(Option<String>, Vec<String>)> {
+    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    const ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
+    let (certificate, _) = der::element(der, der::SEQUENCE)?;
+    let (mut tbs, _) = der::element(certificate, der::SEQUENCE)?;
+    // version [0] (optional), serialNumber, signature, issuer, validity, then subject.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der::skip(tbs)?;
+    }
+    for _ in 0..4 {
+        tbs = der::skip(tbs)?;
+    }
+    let (mut subject, _) = der::element(tbs, der::SEQUENCE)?;
+    let (mut name, mut groups) = (None, Vec::new());
+    while !subject.is_empty() {
+        let (set, rest) = der::element(subject, der::SET)?;
+        subject = rest;
+        let (attribute, _) = der::element(set, der::SEQUENCE)?;
+        let (oid, value) = der::element(attribute, der::OID)?;
+        let text = der::string(value)?;
+        match oid {
+            COMMON_NAME => name = Some(text),
+            ORGANIZATION => groups.push(text),
+            _ => {}
+        }
+    }
+    Some((name, groups))
+}
+
+/// Just enough DER to read a certificate's subject.
+mod der {
+    pub(super) const SEQUENCE: u8 = 0x30;
+    pub(super) const SET: u8 = 0x31;
+    pub(super) const OID: u8 = 0x06;
+
+    /// The contents of the element at the start of `input` (which must have `tag`), and
+    /// what follows it.
+    pub(super) fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        if *input.first()? != tag {
+            return None;
+        }
+        split(input)
+    }
+
+    /// What follows the element at the start of `input`, whatever its tag.
+    pub(super) fn skip(input: &[u8]) -> Option<&[u8]> {
+        split(input).map(|(_, rest)| rest)
+    }
+
+    fn split(input: &[u8]) -> Option<(&[u8], &[u8])> {
+        let first = *input.get(1)?;
+        let (length, header) = if first < 0x80 {
+            (usize::from(first), 2)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 {
+                return None;
+            }
+            let bytes = input.get(2..2 + count)?;
+            (bytes.iter().fold(0usize, |n, b| (n << 8) | usize::from(*b)), 2 + count)
+        };
+        let end = header.checked_add(length)?;
+        Some((input.get(header..end)?, input.get(end..)?))
+    }
+
+    /// A UTF8String, PrintableString or IA5String's text.
+    pub(super) fn string(input: &[u8]) -> Option<String> {
+        match input.first()? {
+            0x0c | 0x13 | 0x16 => {
+                let (text, _) = split(input)?;
+                String::from_utf8(text.to_vec()).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Splits one CSV line, honouring double quotes (a quoted field may hold commas).
 fn split_csv(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
@@ -95,6 +186,21 @@ fn split_csv(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_subject_of_a_client_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "jane");
+        // (rcgen keeps one value per attribute type: one organization.)
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
+        let cert = params.self_signed(&key).unwrap();
+        let user = User::from_certificate(cert.der()).unwrap();
+        assert_eq!(user.name, "jane");
+        assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
+        assert!(User::from_certificate(b"garbage").is_none());
+        assert!(User::from_certificate(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+    }
 
     #[test]
     fn parses_token_lines() {

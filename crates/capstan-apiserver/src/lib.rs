@@ -4,7 +4,8 @@
 //!
 //! - `tls`: the cluster CA, the serving certificate (with SANs) and the admin certificate;
 //! - `kubeconfig`: the admin kubeconfig the server writes;
-//! - `auth`: the static token file;
+//! - `auth`: users from client certificates and the static token file;
+//! - `tokens`: service account tokens (JWTs) issued and verified;
 //! - `server`: the listener, TLS, authentication and routing;
 //! - `request`: paths to routes, query parameters to options;
 //! - `rest`: get, list, watch, create, update, patch, delete, deletecollection;
@@ -25,6 +26,7 @@ mod response;
 mod rest;
 mod server;
 mod tls;
+mod tokens;
 
 pub use auth::{TokenFile, TokenFileError};
 pub use kubeconfig::{admin_kubeconfig, write as write_kubeconfig};

@@ -186,13 +186,30 @@ pub(crate) enum FieldValidation {
 }
 
 /// The options every write takes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct WriteOptions {
     pub(crate) dry_run: bool,
     pub(crate) field_validation: FieldValidation,
+    /// `?fieldManager=`: who owns the fields this write sets.
+    pub(crate) field_manager: Option<String>,
+    /// `?force=true`: an apply takes over conflicting fields.
+    pub(crate) force: bool,
 }
 
 impl WriteOptions {
+    /// The manager a write is recorded under: `?fieldManager=`, else the first word of the
+    /// client's User-Agent (`kubectl`), as kube-apiserver does.
+    pub(crate) fn manager(&self, user_agent: &str) -> String {
+        match &self.field_manager {
+            Some(manager) => manager.clone(),
+            None => {
+                let prefix = user_agent.split('/').next().unwrap_or("").trim();
+                let prefix: String = prefix.chars().take(128).collect();
+                if prefix.is_empty() { "unknown".to_owned() } else { prefix }
+            }
+        }
+    }
+
     pub(crate) fn parse(query: &Query) -> Result<Self, ApiError> {
         let dry_run = match query.get("dryRun") {
             None | Some("") => false,
@@ -215,7 +232,16 @@ impl WriteOptions {
                 )));
             }
         };
-        Ok(WriteOptions { dry_run, field_validation })
+        let field_manager = query.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_owned);
+        if let Some(manager) = &field_manager
+            && (manager.chars().count() > 128 || manager.chars().any(char::is_control)) {
+                return Err(ApiError::bad_request(format!(
+                    "fieldManager: Invalid value: {manager:?}: must be at most 128 printable \
+                     characters"
+                )));
+            }
+        let force = query.flag("force")?;
+        Ok(WriteOptions { dry_run, field_validation, field_manager, force })
     }
 }
 

@@ -2,7 +2,7 @@
 //! verified against the cluster CA, bearer tokens from the token file), and routing to
 //! discovery, OpenAPI and the REST handlers.
 
-use crate::auth::TokenFile;
+use crate::auth::{TokenFile, User};
 use crate::cache::WatchCache;
 use crate::request::{Query, Route};
 use crate::response::{self, Body};
@@ -66,7 +66,9 @@ impl ApiServer {
         if !cache.wait_for(revision, Duration::from_secs(60)).await {
             return Err(ApiServerError::Bootstrap("the watch cache did not fill in 60s".into()));
         }
-        let rest = Arc::new(Rest { store: Arc::clone(&store), cache, leases: Leases::default() });
+        let tokens = crate::tokens::TokenIssuer::new(&config.tls.service_account_key)?;
+        let rest =
+            Arc::new(Rest { store: Arc::clone(&store), cache, leases: Leases::default(), tokens });
         crate::bootstrap::ensure(&rest, local_addr.port())
             .await
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
@@ -154,16 +156,21 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
                 }
             };
             // The verifier accepted any certificate it was shown: one was shown means the
-            // client is authenticated.
-            let client_certificate =
-                tls.get_ref().1.peer_certificates().is_some_and(|chain| !chain.is_empty());
+            // client is authenticated, as the user its subject names.
+            let certificate_user =
+                tls.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(
+                    |certificate| {
+                        User::from_certificate(certificate).unwrap_or_else(|| User {
+                            name: "system:unnamed-certificate".into(),
+                            uid: String::new(),
+                            groups: vec!["system:authenticated".into()],
+                        })
+                    },
+                );
             let service = hyper::service::service_fn(move |request| {
                 let context = Arc::clone(&context);
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        handle(request, &context, client_certificate).await,
-                    )
-                }
+                let user = certificate_user.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(request, &context, user).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
@@ -173,28 +180,37 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
     }
 }
 
-/// Whether the request comes from someone: a client certificate the CA signed, or a known
-/// bearer token.
-fn authenticated(request: &Request<Incoming>, context: &Context, client_certificate: bool) -> bool {
-    if client_certificate {
-        return true;
+/// Who the request comes from: the client certificate's subject, a bearer token from the
+/// token file, or a service account token this server issued (for a service account, and a
+/// bound object, that still exist). `None` is anonymous.
+fn authenticate(
+    request: &Request<Incoming>,
+    context: &Context,
+    certificate_user: Option<User>,
+) -> Option<User> {
+    if certificate_user.is_some() {
+        return certificate_user;
     }
     let token = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    token.and_then(|token| context.tokens.user(token)).is_some()
+        .map(str::trim)?;
+    if let Some(user) = context.tokens.user(token) {
+        return Some(user.clone());
+    }
+    let grant = context.rest.tokens.verify(token, rest::now_seconds())?;
+    rest::grant_is_current(&context.rest, &grant).then(|| grant.user())
 }
 
 async fn handle(
     request: Request<Incoming>,
     context: &Context,
-    client_certificate: bool,
+    certificate_user: Option<User>,
 ) -> Response<Body> {
     let head = request.method() == Method::HEAD;
-    let mut response = respond_to(request, context, client_certificate).await;
+    let mut response = respond_to(request, context, certificate_user).await;
     if head {
         // A HEAD answer has the headers of the GET and no body: over HTTP/2 a body (or a
         // content-length it does not match) is a protocol error for the client.
@@ -207,14 +223,15 @@ async fn handle(
 async fn respond_to(
     request: Request<Incoming>,
     context: &Context,
-    client_certificate: bool,
+    certificate_user: Option<User>,
 ) -> Response<Body> {
-    if !authenticated(&request, context, client_certificate) {
+    let Some(user) = authenticate(&request, context, certificate_user) else {
         return response::error(&ApiError::unauthorized());
-    }
+    };
     let header =
         |name| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let (accept, content_type) = (header(ACCEPT), header(CONTENT_TYPE));
+    let user_agent = header(hyper::header::USER_AGENT);
     let method = request.method().clone();
     let query = Query::parse(request.uri().query());
     let route = crate::request::route(request.uri().path());
@@ -231,6 +248,8 @@ async fn respond_to(
             query: &query,
             accept: &accept,
             content_type: &content_type,
+            user_agent: &user_agent,
+            user: &user,
             body,
         };
         return rest::handle(&context.rest, resource_request).await;

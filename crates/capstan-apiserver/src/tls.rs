@@ -19,6 +19,8 @@ pub struct TlsMaterial {
     pub serving_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    /// The ECDSA P-256 key (PKCS#8 PEM) that signs service account tokens.
+    pub service_account_key: String,
 }
 
 const CA_NAME: &str = "capstan-ca";
@@ -149,11 +151,20 @@ pub fn ensure(dir: &Path, names: &ServingNames) -> Result<TlsMaterial, ApiServer
             (cert, key.serialize_pem())
         }
     };
+    let service_account_key = match read(&file("service-account.key")) {
+        Some(key) => key,
+        None => {
+            let key = KeyPair::generate().map_err(|e| tls_error("service account key", e))?;
+            write_private(&file("service-account.key"), &key.serialize_pem())?;
+            key.serialize_pem()
+        }
+    };
     Ok(TlsMaterial {
         ca_cert,
         serving_cert,
         serving_key: serving_key.serialize_pem(),
         admin_cert,
         admin_key,
+        service_account_key,
     })
 }

@@ -4,13 +4,17 @@
 
 pub(crate) mod namespaces;
 mod read;
+mod reviews;
+mod subresources;
 mod watch;
 mod write;
 
+use crate::auth::User;
 use crate::cache::WatchCache;
 use crate::keys;
 use crate::request::{ListOptions, Query, Target, WriteOptions};
 use crate::response::{self, Body};
+use crate::tokens::TokenIssuer;
 use bytes::Bytes;
 use capstan_api::registry::ResourceType;
 use capstan_api::table::{IncludeObject, TableOptions};
@@ -22,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use subresources::grant_is_current;
 pub(crate) use write::{Leases, create_internal};
 
 /// How long a read waits for the watch cache to reach the revision it needs.
@@ -33,6 +38,7 @@ pub(crate) struct Rest {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) cache: Arc<WatchCache>,
     pub(crate) leases: Leases,
+    pub(crate) tokens: TokenIssuer,
 }
 
 /// One request to a resource path, its body already read.
@@ -43,6 +49,8 @@ pub(crate) struct ResourceRequest<'a> {
     pub(crate) query: &'a Query,
     pub(crate) accept: &'a str,
     pub(crate) content_type: &'a str,
+    pub(crate) user_agent: &'a str,
+    pub(crate) user: &'a User,
     pub(crate) body: Bytes,
 }
 
@@ -57,18 +65,39 @@ async fn dispatch(rest: &Rest, request: ResourceRequest<'_>) -> Result<Response<
     let target = &request.target;
     let resource = target.resource;
     if let Some(subresource) = &target.subresource
-        && (subresource != "status" || resource.subresource("status").is_none())
+        && resource.subresource(subresource).is_none()
     {
         return Err(ApiError::path_not_found());
     }
     let verb = verb(request.method, target, request.query)?;
     let allowed = match &target.subresource {
-        // `/status` serves get, update and patch of the object's status.
-        Some(_) => matches!(verb, "get" | "update" | "patch"),
+        Some(subresource) => subresources::verbs(subresource).contains(&verb),
         None => resource.has_verb(verb),
     };
     if !allowed {
         return Err(ApiError::method_not_supported(resource, verb));
+    }
+    let (content_type, body, agent) = (request.content_type, &request.body[..], request.user_agent);
+    match target.subresource.as_deref() {
+        Some("scale") => {
+            return subresources::scale(
+                rest,
+                target,
+                verb,
+                request.query,
+                agent,
+                content_type,
+                body,
+            )
+            .await;
+        }
+        Some("binding") => return subresources::bind(rest, target, content_type, body).await,
+        Some("eviction") => return subresources::evict(rest, target, content_type, body).await,
+        Some("token") => return subresources::token(rest, target, content_type, body).await,
+        _ => {}
+    }
+    if verb == "create" && reviews::is_review(resource) {
+        return reviews::review(rest, resource, request.user, content_type, body);
     }
     let presentation = Presentation::of(request.accept, request.query)?;
     match verb {
@@ -83,20 +112,20 @@ async fn dispatch(rest: &Rest, request: ResourceRequest<'_>) -> Result<Response<
         }
         "create" => {
             let options = WriteOptions::parse(request.query)?;
-            write::create(rest, target, &options, request.content_type, &request.body).await
+            write::create(rest, target, &options, agent, content_type, body).await
         }
         "update" => {
             let options = WriteOptions::parse(request.query)?;
-            write::update(rest, target, &options, request.content_type, &request.body).await
+            write::update(rest, target, &options, agent, content_type, body).await
         }
         "patch" => {
             let options = WriteOptions::parse(request.query)?;
-            write::patch(rest, target, &options, request.content_type, &request.body).await
+            write::patch(rest, target, &options, agent, content_type, body).await
         }
-        "delete" => write::delete(rest, target, request.query, &request.body).await,
+        "delete" => write::delete(rest, target, request.query, body).await,
         "deletecollection" => {
             let options = ListOptions::parse(request.query, resource)?;
-            write::delete_collection(rest, target, &options, request.query, &request.body).await
+            write::delete_collection(rest, target, &options, request.query, body).await
         }
         _ => Err(ApiError::method_not_supported(resource, verb)),
     }
@@ -111,7 +140,7 @@ fn verb(method: &Method, target: &Target, query: &Query) -> Result<&'static str,
         }
         Method::GET | Method::HEAD if named => "get",
         Method::GET | Method::HEAD => "list",
-        Method::POST if !named => "create",
+        Method::POST if !named || target.subresource.is_some() => "create",
         Method::PUT if named => "update",
         Method::PATCH if named => "patch",
         Method::DELETE if named => "delete",

@@ -1,8 +1,9 @@
-//! create, update (PUT), patch (JSON merge patch) and delete, each one compare-and-swap on
-//! the datastore: an update based on a stale resourceVersion is a 409 Conflict, an update
-//! without one is retried against the latest object. Bodies are decoded strictly (400 for
-//! malformed input), checked against the schema (`fieldValidation`), prepared, defaulted and
-//! validated by the kind's strategy (422), then stored.
+//! create, update (PUT), patch (JSON merge, JSON, strategic merge, server-side apply) and
+//! delete, each one compare-and-swap on the datastore: an update based on a stale
+//! resourceVersion is a 409 Conflict, an update without one is retried against the latest
+//! object. Bodies are decoded strictly (400 for malformed input), checked against the schema
+//! (`fieldValidation`), prepared, defaulted and validated by the kind's strategy (422),
+//! recorded in `managedFields`, then stored.
 
 use super::{
     Filter, Rest, metadata_str, namespace_of, now_seconds, object_key, present, store_error,
@@ -33,6 +34,7 @@ pub(super) async fn create(
     rest: &Rest,
     target: &Target,
     options: &WriteOptions,
+    user_agent: &str,
     content_type: &str,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
@@ -40,7 +42,8 @@ pub(super) async fn create(
     let mut object = decode_body(resource, content_type, body)?;
     let warnings = check_schema(resource, &object, options.field_validation)?;
     place_in_namespace(target, &mut object)?;
-    let created = create_object(rest, resource, object, options.dry_run).await?;
+    let manager = options.manager(user_agent);
+    let created = create_object(rest, resource, object, options.dry_run, Some(&manager)).await?;
     Ok(answer(StatusCode::CREATED, resource, &created, &warnings))
 }
 
@@ -62,8 +65,11 @@ pub(crate) async fn create_internal(
     resource: &ResourceType,
     object: Value,
 ) -> Result<Value, ApiError> {
-    create_object(rest, resource, object, false).await
+    create_object(rest, resource, object, false, Some(INTERNAL_MANAGER)).await
 }
+
+/// The field manager of what the server writes itself.
+const INTERNAL_MANAGER: &str = "capstan-apiserver";
 
 /// The create path after decoding: system metadata, strategy, validation, namespace
 /// lifecycle, then a create-if-absent in the datastore.
@@ -72,6 +78,7 @@ async fn create_object(
     resource: &ResourceType,
     mut object: Value,
     dry_run: bool,
+    manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     let metadata = metadata_mut(&mut object)?;
     if metadata.get("resourceVersion").and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
@@ -107,6 +114,10 @@ async fn create_object(
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        if let Some(manager) = manager {
+            let now = format_rfc3339(now_seconds());
+            capstan_api::apply::track_update(resource, None, &mut candidate, manager, "", &now);
+        }
         let namespace = metadata_str(&candidate, "namespace").map(str::to_owned);
         let key = keys::object_key(resource, namespace.as_deref(), &name);
         if dry_run {
@@ -138,6 +149,7 @@ pub(super) async fn update(
     rest: &Rest,
     target: &Target,
     options: &WriteOptions,
+    user_agent: &str,
     content_type: &str,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
@@ -158,12 +170,15 @@ pub(super) async fn update(
         }
         Some(_) => {}
     }
-    let precondition = resource_version_of(&object)?;
-    let status_only = target.subresource.as_deref() == Some("status");
-    let (updated, _) = guarded_update(rest, target, options.dry_run, precondition, |old| {
-        Ok(if status_only { with_status_of(old, &object) } else { object.clone() })
-    })
-    .await?;
+    let manager = options.manager(user_agent);
+    let write = Write {
+        dry_run: options.dry_run,
+        precondition: resource_version_of(&object)?,
+        manager: Some(&manager),
+    };
+    let subresource = target.subresource.as_deref();
+    let (updated, _) =
+        guarded_update(rest, target, &write, |old| Ok(slice_of(subresource, old, &object))).await?;
     warnings.dedup();
     Ok(answer(StatusCode::OK, resource, &updated, &warnings))
 }
@@ -172,65 +187,249 @@ pub(super) async fn patch(
     rest: &Rest,
     target: &Target,
     options: &WriteOptions,
+    user_agent: &str,
     content_type: &str,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
     let resource = target.resource;
     let media = content_type.split(';').next().unwrap_or("").trim();
-    let strategic = match media {
-        "application/merge-patch+json" => false,
-        "application/strategic-merge-patch+json" => true,
-        other => return Err(ApiError::unsupported_media_type(other)),
+    if media == "application/apply-patch+yaml" {
+        return server_side_apply(rest, target, options, body).await;
+    }
+    let manager = options.manager(user_agent);
+    // A merge patch may carry a resourceVersion: a precondition, as in an update.
+    let precondition = match media {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            serde_json::from_slice::<Value>(body)
+                .ok()
+                .map(|patch| resource_version_of(&patch))
+                .transpose()?
+                .flatten()
+        }
+        _ => None,
     };
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    if !patch.is_object() {
-        return Err(ApiError::bad_request("a merge patch must be a JSON object"));
-    }
-    // Without lists and `$` directives a strategic merge patch means what a JSON merge
-    // patch means (`kubectl apply` of annotations, `rollout restart`); lists need the merge
-    // keys of the strategic engine, which is not here yet.
-    if strategic && !merge_equivalent(&patch) {
-        return Err(ApiError::unsupported_media_type(
-            "application/strategic-merge-patch+json (with lists or directives)",
-        ));
-    }
-    let precondition = resource_version_of(&patch)?;
-    let status_only = target.subresource.as_deref() == Some("status");
+    let write = Write { dry_run: options.dry_run, precondition, manager: Some(&manager) };
+    let subresource = target.subresource.as_deref();
     let mut warnings = Vec::new();
-    let (updated, _) = guarded_update(rest, target, options.dry_run, precondition, |old| {
-        let mut patched = old.clone();
-        capstan_api::merge_patch(&mut patched, &patch);
+    let (updated, _) = guarded_update(rest, target, &write, |old| {
+        let patched = apply_patch_document(resource, old, media, body)?;
         warnings = check_schema(resource, &patched, options.field_validation)?;
-        Ok(if status_only { with_status_of(old, &patched) } else { patched })
+        Ok(slice_of(subresource, old, &patched))
     })
     .await?;
     Ok(answer(StatusCode::OK, resource, &updated, &warnings))
 }
 
-/// Whether a strategic merge patch has neither lists nor `$` directives, so that it means
-/// exactly what the same JSON merge patch means.
-fn merge_equivalent(patch: &Value) -> bool {
-    match patch {
-        Value::Array(_) => false,
-        Value::Object(fields) => {
-            fields.iter().all(|(key, value)| !key.starts_with('$') && merge_equivalent(value))
+/// A patch of any of the three kinds applied to a document (an object, or a Scale).
+pub(super) fn apply_patch_document(
+    resource: &ResourceType,
+    document: &Value,
+    media: &str,
+    patch: &[u8],
+) -> Result<Value, ApiError> {
+    let parse = || -> Result<Value, ApiError> {
+        serde_json::from_slice(patch)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+    };
+    let engine_error = |error: capstan_api::patch::PatchError| match error {
+        capstan_api::patch::PatchError::Malformed(message) => ApiError::bad_request(message),
+        capstan_api::patch::PatchError::Inapplicable(message) => {
+            ApiError::new(422, "Invalid", message)
         }
-        _ => true,
+    };
+    match media {
+        "application/merge-patch+json" => {
+            let patch = parse()?;
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            let mut patched = document.clone();
+            capstan_api::merge_patch(&mut patched, &patch);
+            Ok(patched)
+        }
+        "application/strategic-merge-patch+json" => {
+            capstan_api::patch::strategic_merge_patch(resource, document, &parse()?)
+                .map_err(engine_error)
+        }
+        "application/json-patch+json" => {
+            capstan_api::patch::json_patch(document, &parse()?).map_err(engine_error)
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// `application/apply-patch+yaml`: the manager's whole intent, merged with server-side
+/// apply's ownership rules; an apply to a missing object creates it.
+async fn server_side_apply(
+    rest: &Rest,
+    target: &Target,
+    options: &WriteOptions,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let resource = target.resource;
+    let Some(manager) = options.field_manager.clone() else {
+        return Err(ApiError::bad_request(
+            "PATCH requests with apply content type must have a fieldManager",
+        ));
+    };
+    let mut applied: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("an apply patch must be an object"));
+    }
+    let warnings = check_schema(resource, &applied, options.field_validation)?;
+    if target.subresource.is_none() {
+        place_in_namespace(target, &mut applied)?;
+    }
+    let subresource = target.subresource.clone().unwrap_or_default();
+    let now = format_rfc3339(now_seconds());
+    let conflict = |error: capstan_api::apply::ApplyError| apply_error(resource, target, error);
+    let write = Write { dry_run: options.dry_run, precondition: None, manager: None };
+    let updated = guarded_update(rest, target, &write, |old| {
+        let merged = capstan_api::apply::apply(
+            resource,
+            Some(old),
+            &applied,
+            &manager,
+            &subresource,
+            options.force,
+            &now,
+        )
+        .map_err(conflict)?;
+        Ok(slice_of(target.subresource.as_deref(), old, &merged))
+    })
+    .await;
+    match updated {
+        Ok((object, _)) => Ok(answer(StatusCode::OK, resource, &object, &warnings)),
+        Err(error) if error.code == 404 && target.subresource.is_none() => {
+            let object = capstan_api::apply::apply(
+                resource,
+                None,
+                &applied,
+                &manager,
+                "",
+                options.force,
+                &now,
+            )
+            .map_err(conflict)?;
+            let created = create_object(rest, resource, object, options.dry_run, None).await?;
+            Ok(answer(StatusCode::CREATED, resource, &created, &warnings))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Upstream's words for apply conflicts: `Apply failed with 1 conflict: conflict with
+/// "kubectl" using apps/v1: .spec.replicas`, and a list per manager for several.
+fn conflict_message(conflicts: &[capstan_api::apply::Conflict], api_version: &str) -> String {
+    if let [only] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {:?} using {api_version}: {}",
+            only.manager, only.field
+        );
+    }
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.dedup();
+    let mut message = format!("Apply failed with {} conflicts:", conflicts.len());
+    for manager in managers {
+        let fields: Vec<&str> =
+            conflicts.iter().filter(|c| c.manager == manager).map(|c| c.field.as_str()).collect();
+        let noun = if fields.len() == 1 { "conflict" } else { "conflicts" };
+        message.push_str(&format!(" {noun} with {manager:?} using {api_version}:"));
+        for field in fields {
+            message.push_str(&format!("\n- {field}"));
+        }
+    }
+    message
+}
+
+/// An apply's failure as the API reports it: conflicts are a 409 naming every manager and
+/// field.
+fn apply_error(
+    resource: &ResourceType,
+    target: &Target,
+    error: capstan_api::apply::ApplyError,
+) -> ApiError {
+    match error {
+        capstan_api::apply::ApplyError::Conflicts(conflicts) => {
+            let name = target.name.as_deref().unwrap_or_default();
+            let mut status = ApiError::conflict(resource, name);
+            status.message = conflict_message(&conflicts, &resource.api_version());
+            let causes = conflicts
+                .iter()
+                .map(|c| capstan_api::Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: format!(
+                        "conflict with {:?} using {}",
+                        c.manager,
+                        resource.api_version()
+                    ),
+                    field: c.field.clone(),
+                })
+                .collect();
+            if let Some(details) = status.details.as_mut() {
+                details.causes = causes;
+            }
+            status
+        }
+        capstan_api::apply::ApplyError::Invalid(message) => ApiError::bad_request(message),
+    }
+}
+
+/// How a guarded update writes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Write<'a> {
+    pub(super) dry_run: bool,
+    /// A resourceVersion the object must still have (409 otherwise); without one a lost
+    /// race is retried.
+    pub(super) precondition: Option<Revision>,
+    /// Who the write's fields are recorded under; `None` when the change records its own
+    /// (server-side apply).
+    pub(super) manager: Option<&'a str>,
+}
+
+/// Rewrites an object without the kind's update strategy: for the server's own changes
+/// (a pod's binding, a budget's disruptions), retried until the compare-and-swap holds.
+pub(super) async fn rewrite(
+    rest: &Rest,
+    target: &Target,
+    mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let name = target.name.as_deref().unwrap_or_default();
+    let key = object_key(target, name);
+    for _ in 0..RETRIES {
+        let (kv, stored) = current(rest, &key, resource, name).await?;
+        let old = present(resource, &stored);
+        let mut new = change(&old)?;
+        match rest
+            .store
+            .update(&key, encode(&stored_form(resource, &new)), kv.mod_revision, None)
+            .await
+        {
+            Ok(kv) => {
+                cache::set_resource_version(&mut new, kv.mod_revision);
+                return Ok(new);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(resource, name)),
+            Err(error) => return Err(store_error(error)),
+        }
+    }
+    Err(ApiError::conflict(resource, name))
 }
 
 /// Reads the current object, builds the new one with `change`, and writes it if it is
 /// still current. With a resourceVersion precondition a lost race is a 409; without one the
 /// change is retried against the newer object. A change that alters nothing writes
 /// nothing. Returns the object as stored and whether it was written.
-async fn guarded_update(
+pub(super) async fn guarded_update(
     rest: &Rest,
     target: &Target,
-    dry_run: bool,
-    precondition: Option<Revision>,
+    write: &Write<'_>,
     mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
 ) -> Result<(Value, bool), ApiError> {
+    let (dry_run, precondition) = (write.dry_run, write.precondition);
     let resource = target.resource;
     let name = target.name.as_deref().unwrap_or_default();
     let key = object_key(target, name);
@@ -242,15 +441,25 @@ async fn guarded_update(
         }
         let mut new = change(&old)?;
         keep_system_metadata(&mut new, &old)?;
-        // A write to `/status` was built from the stored object with only its status
-        // replaced; the main resource's preparation would put the old status back.
-        if target.subresource.as_deref() != Some("status") {
+        // A write to a slice (`/status`, ...) was built from the stored object with only
+        // that slice replaced; the main resource's preparation would put the old one back.
+        let subresource = target.subresource.as_deref();
+        if subresource.is_none() {
             strategy::prepare_for_update(resource, &mut new, &old);
         }
         strategy::apply_defaults(resource, &mut new);
-        let errors = strategy::validate_update(resource, &new, &old);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(resource, name, &errors));
+        // The pod's own update rules forbid what `/ephemeralcontainers` and `/resize` exist
+        // to change; those slices are checked by their own narrow construction instead.
+        if !matches!(subresource, Some("ephemeralcontainers" | "resize" | "finalize")) {
+            let errors = strategy::validate_update(resource, &new, &old);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(resource, name, &errors));
+            }
+        }
+        if let Some(manager) = write.manager {
+            let now = format_rfc3339(now_seconds());
+            let sub = subresource.unwrap_or_default();
+            capstan_api::apply::track_update(resource, Some(&old), &mut new, manager, sub, &now);
         }
         if without_version(&new) == without_version(&old) {
             return Ok((old, false));
@@ -338,6 +547,12 @@ pub(super) struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    /// The options of a `DeleteOptions` object alone (an Eviction's `deleteOptions`).
+    pub(super) fn from_body(body: &Value) -> Result<Self, ApiError> {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        Self::parse(&Query::default(), &bytes)
+    }
+
     fn parse(query: &Query, body: &[u8]) -> Result<Self, ApiError> {
         let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Object(Map::new())
@@ -548,7 +763,7 @@ fn qualified(resource: &ResourceType) -> String {
 }
 
 /// The stored object and its datastore entry, or 404.
-async fn current(
+pub(super) async fn current(
     rest: &Rest,
     key: &str,
     resource: &ResourceType,
@@ -559,6 +774,51 @@ async fn current(
     let object = cache::decode(&kv.key, &kv.value, kv.mod_revision)
         .ok_or_else(|| ApiError::internal(format!("the stored value of {key} is not an object")))?;
     Ok((kv, object))
+}
+
+/// What a write through a subresource changes: the old object with only that slice of
+/// `new` (`/status`: status; `/ephemeralcontainers`: `spec.ephemeralContainers`; `/resize`:
+/// the containers' resources; `/finalize`: `spec.finalizers`). The main resource takes all
+/// of `new`.
+fn slice_of(subresource: Option<&str>, old: &Value, new: &Value) -> Value {
+    let copy_at = |pointer_parent: &str, field: &str| {
+        let mut result = old.clone();
+        let source = new.pointer(pointer_parent).and_then(|p| p.get(field)).cloned();
+        if let Some(parent) = result.pointer_mut(pointer_parent).and_then(Value::as_object_mut) {
+            match source {
+                Some(value) => parent.insert(field.into(), value),
+                None => parent.remove(field),
+            };
+        }
+        result
+    };
+    match subresource {
+        None => new.clone(),
+        Some("status") => with_status_of(old, new),
+        Some("ephemeralcontainers") => copy_at("/spec", "ephemeralContainers"),
+        Some("finalize") => copy_at("/spec", "finalizers"),
+        Some("resize") => {
+            let mut result = old.clone();
+            let wanted = new.pointer("/spec/containers").and_then(Value::as_array);
+            if let Some(containers) =
+                result.pointer_mut("/spec/containers").and_then(Value::as_array_mut)
+            {
+                for container in containers {
+                    let name = container.get("name").cloned();
+                    let resources = wanted
+                        .and_then(|list| list.iter().find(|c| c.get("name") == name.as_ref()))
+                        .and_then(|c| c.get("resources"))
+                        .cloned();
+                    if let (Some(resources), Some(fields)) = (resources, container.as_object_mut())
+                    {
+                        fields.insert("resources".into(), resources);
+                    }
+                }
+            }
+            result
+        }
+        Some(_) => new.clone(),
+    }
 }
 
 /// The old object with the status of `new`: what a write to `/status` changes.
@@ -645,14 +905,7 @@ fn decode_body(
     content_type: &str,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let mut object: Value = match media {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't decode the body as JSON: {e}")))?,
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't decode the body as YAML: {e}")))?,
-        other => return Err(ApiError::unsupported_media_type(other)),
-    };
+    let mut object = decode_document(content_type, body)?;
     let fields = object
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
@@ -682,6 +935,27 @@ fn decode_body(
             )));
         }
         Some(_) => {}
+    }
+    Ok(object)
+}
+
+/// A request body as JSON, whatever it was sent as: JSON, YAML or protobuf.
+pub(super) fn decode_document(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let object: Value = match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't decode the body as JSON: {e}")))?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("couldn't decode the body as YAML: {e}")))?,
+        "application/vnd.kubernetes.protobuf" => {
+            capstan_api::protobuf::decode(body).map_err(|e| {
+                ApiError::bad_request(format!("couldn't decode the protobuf body: {e}"))
+            })?
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !object.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     Ok(object)
 }
