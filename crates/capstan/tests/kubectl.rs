@@ -7,94 +7,10 @@ mod support;
 
 use anyhow::{Context, Result, ensure};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{Server, isolated};
-
-/// A server with its data dir and kubeconfig; for etcd, the etcd it uses.
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    server: Option<Server>,
-    _etcd: Option<capstan_testkit::EtcdServer>,
-}
-
-/// What one kubectl run said.
-#[derive(Debug)]
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Cluster {
-    fn start(on_etcd: bool) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let mut args = isolated(dir.path());
-        let etcd = if on_etcd {
-            let etcd = capstan_testkit::EtcdServer::start()?;
-            args.extend(["--datastore-endpoint".into(), format!("etcd://{}", etcd.endpoint())]);
-            Some(etcd)
-        } else {
-            None
-        };
-        let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
-        server.wait_for("API server ready")?;
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        Ok(Cluster { dir, kubeconfig, server: Some(server), _etcd: etcd })
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("/usr/bin/kubectl");
-        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Result<Run> {
-        let output = self.command(args).stdin(Stdio::null()).output()?;
-        Ok(Run {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout)?,
-            stderr: String::from_utf8(output.stderr)?,
-        })
-    }
-
-    /// Runs kubectl, which must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> Result<String> {
-        let run = self.run(args)?;
-        ensure!(run.success, "kubectl {args:?} failed: {}{}", run.stdout, run.stderr);
-        Ok(run.stdout)
-    }
-
-    /// Runs kubectl, which must fail; returns its stderr.
-    fn fails(&self, args: &[&str]) -> Result<String> {
-        let run = self.run(args)?;
-        ensure!(!run.success, "kubectl {args:?} succeeded: {}", run.stdout);
-        Ok(run.stderr)
-    }
-
-    /// Writes a manifest into the test's directory.
-    fn manifest(&self, name: &str, text: &str) -> Result<String> {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text)?;
-        Ok(path.display().to_string())
-    }
-
-    /// Removes every finalizer of a ConfigMap in `e2e`, so that a pending deletion completes.
-    fn release(&self, name: &str) -> Result<()> {
-        let patch = r#"{"metadata":{"finalizers":null}}"#;
-        self.ok(&["patch", "configmap", name, "-n", "e2e", "--type", "merge", "-p", patch])?;
-        Ok(())
-    }
-
-    fn stop(mut self) -> Result<()> {
-        let server = self.server.take().context("no server")?;
-        ensure!(server.terminate()?, "the server exited with a failure on SIGTERM");
-        Ok(())
-    }
-}
+use support::{Cluster, Server, isolated};
 
 #[test]
 fn kubectl_works_on_the_embedded_datastore() -> Result<()> {
