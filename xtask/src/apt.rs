@@ -8,9 +8,9 @@ use std::process::Command;
 /// well-known protobuf types.
 pub(crate) const BUILD: &[&str] = &["protobuf-compiler", "libprotobuf-dev"];
 
-/// Packages the tests and benchmarks need on top of the build's: a real etcd, and curl for
-/// the robustness test's raw requests.
-pub(crate) const TEST: &[&str] = &["etcd-server", "curl"];
+/// Packages the tests and benchmarks need on top of the build's: a real etcd, curl for the
+/// robustness test's raw requests, and venv for the Python client's virtualenv.
+pub(crate) const TEST: &[&str] = &["etcd-server", "curl", "python3-venv"];
 
 pub(crate) fn is_root() -> bool {
     Command::new("id")

@@ -64,7 +64,8 @@ fn creates(c: &Cluster) -> Result<()> {
         ),
     ];
     for (args, expected) in runs {
-        let out = c.ok(&[&["create"][..], args, &["-n", "w"]].concat())?;
+        // The namespace goes first: a command after `--` takes everything that follows.
+        let out = c.ok(&[&["create", "-n", "w"][..], args].concat())?;
         ensure!(out.trim() == *expected, "kubectl create {args:?}: {out}");
     }
     let cluster_scoped: &[(&[&str], &str)] = &[
