@@ -17,11 +17,8 @@ fn the_python_client_works() -> Result<()> {
     )?;
     let c = Cluster::start(false)?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/client.py");
-    let output = Command::new(python)
-        .arg(script)
-        .arg(&c.kubeconfig)
-        .stdin(Stdio::null())
-        .output()?;
+    let output =
+        Command::new(python).arg(script).arg(&c.kubeconfig).stdin(Stdio::null()).output()?;
     ensure!(
         output.status.success() && output.stdout == b"ok\n",
         "the Python client failed:\n{}{}",
