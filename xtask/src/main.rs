@@ -10,6 +10,7 @@ mod apt;
 mod bench;
 mod cluster;
 mod openapi;
+mod protobuf;
 mod test;
 
 use anyhow::{Context, bail};
@@ -25,6 +26,7 @@ tasks:
   bench store             benchmark the embedded datastore against etcd, side by side
   bench api               benchmark the API server on the embedded datastore and on etcd
   openapi [--check]       regenerate capstan-api's OpenAPI schemas (or check they are fresh)
+  protobuf [--check]      regenerate capstan-api's protobuf descriptors (`vendor DIR`: re-vendor)
 ";
 
 fn main() {
@@ -44,6 +46,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         ["bench", "store"] => bench::store(),
         ["bench", "api"] => bench::api(),
         ["openapi", flags @ ..] => openapi::run(flags),
+        ["protobuf", flags @ ..] => protobuf::run(flags),
         ["bench", ..] => bail!("unknown benchmark; available: store, api\n\n{USAGE}"),
         ["-h" | "--help" | "help"] | [] => {
             print!("{USAGE}");
