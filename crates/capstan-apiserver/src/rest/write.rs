@@ -283,7 +283,9 @@ async fn server_side_apply(
     }
     let subresource = target.subresource.clone().unwrap_or_default();
     let now = format_rfc3339(now_seconds());
-    let conflict = |error: capstan_api::apply::ApplyError| apply_error(resource, target, error);
+    let conflict = |live: Option<&Value>, error: capstan_api::apply::ApplyError| {
+        apply_error(resource, target, live, error)
+    };
     let write = Write { dry_run: options.dry_run, precondition: None, manager: None };
     let updated = guarded_update(rest, target, &write, |old| {
         let merged = capstan_api::apply::apply(
@@ -295,7 +297,7 @@ async fn server_side_apply(
             options.force,
             &now,
         )
-        .map_err(conflict)?;
+        .map_err(|error| conflict(Some(old), error))?;
         Ok(slice_of(target.subresource.as_deref(), old, &merged))
     })
     .await;
@@ -311,7 +313,7 @@ async fn server_side_apply(
                 options.force,
                 &now,
             )
-            .map_err(conflict)?;
+            .map_err(|error| conflict(None, error))?;
             let created = create_object(rest, resource, object, options.dry_run, None).await?;
             Ok(answer(StatusCode::CREATED, resource, &created, &warnings))
         }
@@ -319,51 +321,26 @@ async fn server_side_apply(
     }
 }
 
-/// Upstream's words for apply conflicts: `Apply failed with 1 conflict: conflict with
-/// "kubectl" using apps/v1: .spec.replicas`, and a list per manager for several.
-fn conflict_message(conflicts: &[capstan_api::apply::Conflict], api_version: &str) -> String {
-    if let [only] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: conflict with {:?} using {api_version}: {}",
-            only.manager, only.field
-        );
-    }
-    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
-    managers.dedup();
-    let mut message = format!("Apply failed with {} conflicts:", conflicts.len());
-    for manager in managers {
-        let fields: Vec<&str> =
-            conflicts.iter().filter(|c| c.manager == manager).map(|c| c.field.as_str()).collect();
-        let noun = if fields.len() == 1 { "conflict" } else { "conflicts" };
-        message.push_str(&format!(" {noun} with {manager:?} using {api_version}:"));
-        for field in fields {
-            message.push_str(&format!("\n- {field}"));
-        }
-    }
-    message
-}
-
 /// An apply's failure as the API reports it: conflicts are a 409 naming every manager and
 /// field.
 fn apply_error(
     resource: &ResourceType,
     target: &Target,
+    live: Option<&Value>,
     error: capstan_api::apply::ApplyError,
 ) -> ApiError {
     match error {
         capstan_api::apply::ApplyError::Conflicts(conflicts) => {
             let name = target.name.as_deref().unwrap_or_default();
+            let api_version = resource.api_version();
             let mut status = ApiError::conflict(resource, name);
-            status.message = conflict_message(&conflicts, &resource.api_version());
+            status.message =
+                capstan_api::apply::conflict_message_in(live, &conflicts, &api_version);
             let causes = conflicts
                 .iter()
                 .map(|c| capstan_api::Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!(
-                        "conflict with {:?} using {}",
-                        c.manager,
-                        resource.api_version()
-                    ),
+                    message: capstan_api::apply::conflict_cause_in(live, c, &api_version),
                     field: c.field.clone(),
                 })
                 .collect();
