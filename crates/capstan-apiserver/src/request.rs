@@ -234,12 +234,13 @@ impl WriteOptions {
         };
         let field_manager = query.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_owned);
         if let Some(manager) = &field_manager
-            && (manager.chars().count() > 128 || manager.chars().any(char::is_control)) {
-                return Err(ApiError::bad_request(format!(
-                    "fieldManager: Invalid value: {manager:?}: must be at most 128 printable \
+            && (manager.chars().count() > 128 || manager.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(format!(
+                "fieldManager: Invalid value: {manager:?}: must be at most 128 printable \
                      characters"
-                )));
-            }
+            )));
+        }
         let force = query.flag("force")?;
         Ok(WriteOptions { dry_run, field_validation, field_manager, force })
     }

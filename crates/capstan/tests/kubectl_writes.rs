@@ -122,8 +122,11 @@ fn creates(c: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// A container of `app_manifest`: its name, env entries and ports.
+type ContainerSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u16]);
+
 /// The manifest `client_side_apply` edits three times.
-fn app_manifest(containers: &[(&str, &[(&str, &str)], &[u16])], labels: &[(&str, &str)]) -> String {
+fn app_manifest(containers: &[ContainerSpec<'_>], labels: &[(&str, &str)]) -> String {
     let mut text = String::from(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: w\n  labels:\n",
     );
