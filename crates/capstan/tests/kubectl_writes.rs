@@ -20,6 +20,7 @@ fn every_way_kubectl_writes() -> Result<()> {
     workload_commands(&c).context("scale, rollout, set")?;
     edit_and_diff(&c).context("edit and diff")?;
     tokens_and_access(&c).context("tokens and auth")?;
+    pod_subresources(&c).context("pod subresources")?;
     c.stop()
 }
 
@@ -373,5 +374,87 @@ fn tokens_and_access(c: &Cluster) -> Result<()> {
         String::from_utf8_lossy(&as_bot.stderr)
     );
     ensure!(String::from_utf8(as_bot.stdout)? == "system:serviceaccount:w:bot");
+    Ok(())
+}
+
+/// The pod subresources the scheduler, kubelet, `kubectl debug` and `drain` use.
+fn pod_subresources(c: &Cluster) -> Result<()> {
+    c.ok(&["run", "p", "-n", "w", "--image=busybox:1.36", "--labels=app=p", "--", "sleep", "1d"])?;
+    let binding = c.manifest(
+        "binding.json",
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"node-1"}}"#,
+    )?;
+    let path = "/api/v1/namespaces/w/pods/p/binding";
+    c.ok(&["create", "--raw", path, "-f", &binding])?;
+    let bound = field(
+        c,
+        &["pod", "p"],
+        "{.spec.nodeName} {.status.conditions[0].type}={.status.conditions[0].status}",
+    )?;
+    ensure!(bound == "node-1 PodScheduled=True", "after binding: {bound}");
+    let again = c.fails(&["create", "--raw", path, "-f", &binding])?;
+    ensure!(again.contains("already assigned to node"), "{again}");
+
+    // kubectl debug adds an ephemeral container through pods/ephemeralcontainers.
+    c.ok(&["debug", "p", "-n", "w", "--image=busybox:1.36", "--container=dbg"])?;
+    ensure!(field(c, &["pod", "p"], "{.spec.ephemeralContainers[0].name}")? == "dbg");
+    // pods/resize changes only the containers' resources.
+    c.ok(&[
+        "patch",
+        "pod",
+        "p",
+        "-n",
+        "w",
+        "--subresource=resize",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"p","resources":{"requests":{"cpu":"200m"}}}]}}"#,
+    ])?;
+    let resized = field(
+        c,
+        &["pod", "p"],
+        "{.spec.containers[0].resources.requests.cpu} {.spec.containers[0].image}",
+    )?;
+    ensure!(resized == "200m busybox:1.36", "after resize: {resized}");
+
+    // A running pod covered by a budget without status cannot be evicted; with a
+    // disruption left it can, and the budget records it.
+    c.ok(&[
+        "patch",
+        "pod",
+        "p",
+        "-n",
+        "w",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ])?;
+    c.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "p-budget",
+        "-n",
+        "w",
+        "--selector=app=p",
+        "--max-unavailable=1",
+    ])?;
+    let eviction = c.manifest(
+        "eviction.json",
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p","namespace":"w"}}"#,
+    )?;
+    let evict = "/api/v1/namespaces/w/pods/p/eviction";
+    let refused = c.fails(&["create", "--raw", evict, "-f", &eviction])?;
+    ensure!(refused.contains("disruption budget"), "{refused}");
+    c.ok(&[
+        "patch", "pdb", "p-budget", "-n", "w", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"observedGeneration":1,"disruptionsAllowed":1,"currentHealthy":1,"desiredHealthy":0,"expectedPods":1}}"#,
+    ])?;
+    c.ok(&["create", "--raw", evict, "-f", &eviction])?;
+    let left = field(c, &["pdb", "p-budget"], "{.status.disruptionsAllowed}")?;
+    ensure!(left == "0", "the budget still allows {left}");
+    let gone =
+        c.run(&["get", "pod", "p", "-n", "w", "-o", "jsonpath={.metadata.deletionTimestamp}"])?;
+    ensure!(!gone.success || !gone.stdout.is_empty(), "the evicted pod is still there: {gone:?}");
     Ok(())
 }
