@@ -7,7 +7,7 @@
 //! object with a hash lookup per field.
 
 use super::SchemaReport;
-use super::schemas::{CATALOG, REF_PREFIX};
+use super::schemas::{CATALOG, reference};
 use crate::registry::ResourceType;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -177,14 +177,6 @@ impl Graph {
 }
 
 /// The schema a `$ref` (or upstream's `allOf: [{$ref}]` wrapping) points to.
-fn reference(schema: &Value) -> Option<&str> {
-    let target = match schema.get("allOf") {
-        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
-        _ => schema.get("$ref"),
-    }?;
-    let target = target.as_str()?;
-    Some(target.strip_prefix(REF_PREFIX).unwrap_or(target))
-}
 
 /// `io.k8s.api.apps.v1.DeploymentSpec` → `v1.DeploymentSpec`: the Go package's name and the
 /// type's, as encoding/json prints a type.

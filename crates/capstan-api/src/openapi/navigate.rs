@@ -7,7 +7,7 @@
 //! carries the field's extensions) and the schema it resolves to through `$ref` (which
 //! carries the type's properties and its own extensions, such as `map-type` on a struct).
 
-use super::schemas::{CATALOG, REF_PREFIX};
+use super::schemas::{CATALOG, reference};
 use crate::registry::ResourceType;
 use serde_json::Value;
 
@@ -122,15 +122,6 @@ impl Schema {
     pub fn raw(&self) -> &'static Value {
         self.resolved
     }
-}
-
-fn reference(schema: &Value) -> Option<&str> {
-    let target = match schema.get("allOf") {
-        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
-        _ => schema.get("$ref"),
-    }?;
-    let target = target.as_str()?;
-    Some(target.strip_prefix(REF_PREFIX).unwrap_or(target))
 }
 
 #[cfg(test)]

@@ -11,6 +11,17 @@ use std::sync::LazyLock;
 /// schemars; `cargo xtask openapi --check` (and xtask's tests) keep it fresh.
 const GENERATED: &str = include_str!("../../openapi/v1.33.json");
 
+/// The name of the schema a schema refers to: its `$ref`, or the single `$ref` of an
+/// `allOf` (how a reference carries its own description).
+pub(super) fn reference(schema: &Value) -> Option<&str> {
+    let target = match schema.get("allOf") {
+        Some(Value::Array(all)) if all.len() == 1 => all[0].get("$ref"),
+        _ => schema.get("$ref"),
+    }?;
+    let target = target.as_str()?;
+    Some(target.strip_prefix(REF_PREFIX).unwrap_or(target))
+}
+
 /// What `$ref`s point into.
 pub(super) const REF_PREFIX: &str = "#/components/schemas/";
 

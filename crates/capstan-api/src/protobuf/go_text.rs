@@ -3,6 +3,7 @@
 //! `time.Duration` as `time.Duration.String` writes it.
 
 use super::DecodeError;
+use crate::table::age::civil_from_days;
 
 /// Standard base64 with padding, as `encoding/json` writes `[]byte`.
 pub(super) fn base64(bytes: &[u8]) -> String {
@@ -46,21 +47,6 @@ pub(super) fn rfc3339(seconds: i64, nanos: i64, micros: bool) -> Result<String, 
     }
     text.push('Z');
     Ok(text)
-}
-
-/// Year, month and day of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// `time.Duration.String`: `1h0m0s`, `1.5s`, `300ms`, `0s`.

@@ -71,7 +71,7 @@ pub fn format_rfc3339(seconds: i64) -> String {
 
 /// The proleptic Gregorian date of a day count from 1970-01-01 (the inverse of
 /// `days_from_civil`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;

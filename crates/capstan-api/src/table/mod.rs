@@ -4,7 +4,7 @@
 //!
 //! Pure like the rest of the crate: the caller passes the current time.
 
-mod age;
+pub(crate) mod age;
 mod printers;
 
 pub use age::{age, format_rfc3339, human_duration, parse_rfc3339};
