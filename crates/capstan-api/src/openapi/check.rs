@@ -176,8 +176,6 @@ impl Graph {
     }
 }
 
-/// The schema a `$ref` (or upstream's `allOf: [{$ref}]` wrapping) points to.
-
 /// `io.k8s.api.apps.v1.DeploymentSpec` → `v1.DeploymentSpec`: the Go package's name and the
 /// type's, as encoding/json prints a type.
 fn go_type_of_schema(name: &str) -> String {
