@@ -11,6 +11,7 @@
 //! watcher that has drained its channel has seen everything up to that revision.
 
 use crate::keys;
+use bytes::Bytes;
 use capstan_store::{
     EventKind, RangeRequest, Revision, Store, StoreError, WatchRequest, WatchResponse,
 };
@@ -53,6 +54,9 @@ pub(crate) struct CachedEvent {
 #[derive(Debug)]
 struct TypeCache {
     objects: BTreeMap<String, Arc<Value>>,
+    /// Each object's JSON as served, written once per change so that lists copy bytes
+    /// instead of serialising every object for every list.
+    json: HashMap<String, Bytes>,
     history: VecDeque<Arc<CachedEvent>>,
     /// The revision of the newest event dropped from `history`: watches from before it are
     /// too old.
@@ -64,6 +68,7 @@ impl TypeCache {
     fn new() -> Self {
         TypeCache {
             objects: BTreeMap::new(),
+            json: HashMap::new(),
             history: VecDeque::new(),
             dropped_through: 0,
             sender: broadcast::channel(BROADCAST_CAPACITY).0,
@@ -154,6 +159,29 @@ impl WatchCache {
             None => Vec::new(),
         };
         Snapshot { objects, revision: state.revision }
+    }
+
+    /// Like `list`, with each selected object's JSON as served, in the same order.
+    pub(crate) fn list_with_json(
+        &self,
+        prefix: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> (Snapshot, Vec<Bytes>) {
+        let state = self.read();
+        let mut objects = Vec::new();
+        let mut json = Vec::new();
+        if let Some(cache) = state.types.get(type_of(prefix)) {
+            let selected = cache
+                .objects
+                .range(prefix.to_owned()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .filter(|(_, object)| keep(object));
+            for (key, object) in selected {
+                objects.push(Arc::clone(object));
+                json.push(cache.json.get(key).cloned().unwrap_or_else(|| serialize(object)));
+            }
+        }
+        (Snapshot { objects, revision: state.revision }, json)
     }
 
     /// One object, as of the cache's revision.
@@ -263,11 +291,19 @@ impl WatchCache {
     /// Replaces everything with a fresh load. Watchers of the old contents are cut off
     /// (their channels close) and resume from the new history or relist.
     fn refill(&self, objects: Vec<(String, Value)>, revision: Revision) {
+        let objects: Vec<(String, Value, Bytes)> = objects
+            .into_iter()
+            .map(|(key, object)| {
+                let json = serialize(&object);
+                (key, object, json)
+            })
+            .collect();
         let mut state = self.write();
         state.types.clear();
-        for (key, object) in objects {
+        for (key, object, json) in objects {
             let Some(prefix) = keys::type_prefix_of(&key) else { continue };
             let cache = state.types.entry(prefix.to_owned()).or_insert_with(TypeCache::new);
+            cache.json.insert(key.clone(), json);
             cache.objects.insert(key, Arc::new(object));
         }
         state.filled_at = revision;
@@ -287,12 +323,16 @@ impl WatchCache {
             let (change, object) = match event.object {
                 Some(object) => {
                     let object = Arc::new(object);
+                    if let Some(json) = event.json {
+                        cache.json.insert(event.key.clone(), json);
+                    }
                     cache.objects.insert(event.key.clone(), Arc::clone(&object));
                     let change = if previous.is_some() { Change::Modified } else { Change::Added };
                     (change, object)
                 }
                 None => {
                     cache.objects.remove(&event.key);
+                    cache.json.remove(&event.key);
                     let Some(last) = previous.as_deref() else { continue };
                     let mut last = last.clone();
                     set_resource_version(&mut last, event.revision);
@@ -343,6 +383,8 @@ struct Decoded {
     revision: Revision,
     /// `None` for a deletion.
     object: Option<Value>,
+    /// The object's JSON as served.
+    json: Option<Bytes>,
 }
 
 fn decode_event(event: capstan_store::Event) -> Option<Decoded> {
@@ -351,7 +393,8 @@ fn decode_event(event: capstan_store::Event) -> Option<Decoded> {
         EventKind::Delete => None,
         EventKind::Put => Some(decode(&event.kv.key, &event.kv.value, revision)?),
     };
-    Some(Decoded { key: event.kv.key, revision, object })
+    let json = object.as_ref().map(serialize);
+    Some(Decoded { key: event.kv.key, revision, object, json })
 }
 
 /// A stored object with its resourceVersion (the revision that last wrote it) filled in.
@@ -366,6 +409,11 @@ pub(crate) fn decode(key: &str, value: &[u8], revision: Revision) -> Option<Valu
             None
         }
     }
+}
+
+/// An object as a list item: compact JSON.
+fn serialize(object: &Value) -> Bytes {
+    Bytes::from(object.to_string())
 }
 
 pub(crate) fn set_resource_version(object: &mut Value, revision: Revision) {

@@ -57,6 +57,8 @@ pub(super) async fn get(
 /// One page of a list.
 pub(super) struct Page {
     pub(super) objects: Vec<Arc<Value>>,
+    /// The objects' JSON as the cache keeps it, when the page came from the cache.
+    pub(super) json: Vec<bytes::Bytes>,
     pub(super) revision: Revision,
     pub(super) continue_token: Option<String>,
     pub(super) remaining: Option<usize>,
@@ -156,11 +158,13 @@ async fn wait_not_older(rest: &Rest, revision: Revision) -> Result<(), ApiError>
 }
 
 fn cache_page(rest: &Rest, prefix: &str, options: &ListOptions, filter: Filter<'_>) -> Page {
-    let Snapshot { mut objects, revision } = rest.cache.list(prefix, |o| filter.matches(o));
+    let (Snapshot { mut objects, revision }, mut json) =
+        rest.cache.list_with_json(prefix, |o| filter.matches(o));
     let mut continue_token = None;
     let mut remaining = None;
     if let Some(limit) = options.limit.filter(|limit| objects.len() > *limit) {
         objects.truncate(limit);
+        json.truncate(limit);
         if let Some(last) = objects.last() {
             continue_token =
                 Some(encode_continue(revision, &key_suffix(filter.resource(), last, prefix)));
@@ -168,7 +172,7 @@ fn cache_page(rest: &Rest, prefix: &str, options: &ListOptions, filter: Filter<'
         let total = rest.cache.list(prefix, |o| filter.matches(o)).objects.len();
         remaining = filter.is_everything().then(|| total.saturating_sub(limit));
     }
-    Page { objects, revision, continue_token, remaining }
+    Page { objects, json, revision, continue_token, remaining }
 }
 
 /// A page read from the datastore at `revision`, starting at `start`.
@@ -213,7 +217,7 @@ async fn store_page(
         }
         _ => None,
     };
-    Ok(Page { objects, revision, continue_token, remaining: None })
+    Ok(Page { objects, json: Vec::new(), revision, continue_token, remaining: None })
 }
 
 /// The key of an object relative to a list prefix, for a continue token: the next page
@@ -272,7 +276,11 @@ pub(super) fn list_body(target: &Target, page: &Page) -> Vec<u8> {
         if index > 0 {
             body.push(b',');
         }
-        if object.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
+        let as_served =
+            object.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str());
+        if let (true, Some(json)) = (as_served, page.json.get(index)) {
+            body.extend_from_slice(json);
+        } else if as_served {
             body.extend_from_slice(object.to_string().as_bytes());
         } else {
             body.extend_from_slice(present(resource, object).to_string().as_bytes());
