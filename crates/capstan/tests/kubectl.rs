@@ -448,6 +448,14 @@ fn raw_requests(c: &Cluster) -> Result<()> {
             && after[0]["object"]["metadata"]["name"] == "e2e",
         "{after:?}"
     );
+    // Strict field validation refuses a repeated field, which decoding alone would hide.
+    let repeated = c.manifest(
+        "repeated.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"rep","name":"rep2"}}"#,
+    )?;
+    let strict = "/api/v1/namespaces/e2e/configmaps?fieldValidation=Strict";
+    let refused = c.fails(&["create", "--raw", strict, "-f", &repeated])?;
+    ensure!(refused.contains("duplicate field") && refused.contains("metadata.name"), "{refused}");
     // Bad bodies are 400s, oversized ones 413, never a 5xx.
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let deep = c.manifest("deep.json", &deep)?;

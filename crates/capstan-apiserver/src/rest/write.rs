@@ -40,7 +40,7 @@ pub(super) async fn create(
 ) -> Result<Response<Body>, ApiError> {
     let resource = target.resource;
     let mut object = decode_body(resource, content_type, body)?;
-    let warnings = check_schema(resource, &object, options.field_validation)?;
+    let warnings = check_body(resource, &object, options.field_validation, content_type, body)?;
     place_in_namespace(target, &mut object)?;
     let manager = options.manager(user_agent);
     let created = create_object(rest, resource, object, options.dry_run, Some(&manager)).await?;
@@ -155,7 +155,7 @@ pub(super) async fn update(
 ) -> Result<Response<Body>, ApiError> {
     let resource = target.resource;
     let mut object = decode_body(resource, content_type, body)?;
-    let mut warnings = check_schema(resource, &object, options.field_validation)?;
+    let mut warnings = check_body(resource, &object, options.field_validation, content_type, body)?;
     place_in_namespace(target, &mut object)?;
     let name = target.name.as_deref().unwrap_or_default();
     let metadata = metadata_mut(&mut object)?;
@@ -942,6 +942,43 @@ pub(super) fn decode_document(content_type: &str, body: &[u8]) -> Result<Value, 
 fn same_group(api_version: &str, resource: &ResourceType) -> bool {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     group == resource.group && registry::find(group, version, resource.plural).is_some()
+}
+
+/// `check_schema` of a decoded body, plus the fields a JSON body repeats (which decoding
+/// into a value hides): refused under `Strict`, reported under `Warn`.
+fn check_body(
+    resource: &ResourceType,
+    object: &Value,
+    validation: FieldValidation,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Vec<String>, ApiError> {
+    let json =
+        matches!(content_type.split(';').next().unwrap_or("").trim(), "" | "application/json");
+    let duplicates: Vec<String> = if json && validation != FieldValidation::Ignore {
+        super::duplicates::duplicate_fields(body)
+            .into_iter()
+            .map(|field| format!("duplicate field {field:?}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match check_schema(resource, object, validation) {
+        Ok(mut warnings) if validation == FieldValidation::Warn => {
+            warnings.extend(duplicates);
+            Ok(warnings)
+        }
+        Ok(warnings) if duplicates.is_empty() => Ok(warnings),
+        Ok(_) => {
+            Err(ApiError::bad_request(format!("strict decoding error: {}", duplicates.join(", "))))
+        }
+        Err(error)
+            if error.message.starts_with("strict decoding error: ") && !duplicates.is_empty() =>
+        {
+            Err(ApiError::bad_request(format!("{}, {}", error.message, duplicates.join(", "))))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Applies the schema: wrong types are always a 400; unknown fields are a 400 under
