@@ -264,6 +264,10 @@ impl<'a> Filter<'a> {
 /// "Too large resource version", whose `ResourceVersionTooLarge` cause makes client-go and
 /// kube-rs relist instead of retrying.
 async fn wait_for_revision(rest: &Rest, revision: i64) -> Result<(), ApiError> {
+    // Usually the cache is there already: no need to ask the datastore.
+    if rest.cache.revision() >= revision {
+        return Ok(());
+    }
     let current = rest.store.current_revision().await.map_err(store_error)?;
     if revision <= current && rest.cache.wait_for(revision, CACHE_PATIENCE).await {
         return Ok(());

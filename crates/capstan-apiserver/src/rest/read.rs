@@ -163,13 +163,13 @@ fn cache_page(rest: &Rest, prefix: &str, options: &ListOptions, filter: Filter<'
     let mut continue_token = None;
     let mut remaining = None;
     if let Some(limit) = options.limit.filter(|limit| objects.len() > *limit) {
+        let total = objects.len();
         objects.truncate(limit);
         json.truncate(limit);
         if let Some(last) = objects.last() {
             continue_token =
                 Some(encode_continue(revision, &key_suffix(filter.resource(), last, prefix)));
         }
-        let total = rest.cache.list(prefix, |o| filter.matches(o)).objects.len();
         remaining = filter.is_everything().then(|| total.saturating_sub(limit));
     }
     Page { objects, json, revision, continue_token, remaining }
