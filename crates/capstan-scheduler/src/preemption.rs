@@ -1,0 +1,1 @@
+//! Preemption (stub: filled in by its own change).

@@ -1,0 +1,1 @@
+//! The scheduling queue (stub: filled in by its own change).
