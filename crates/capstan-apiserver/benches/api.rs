@@ -163,6 +163,7 @@ async fn start_server(endpoint: &DatastoreEndpoint, tls: &TlsMaterial) -> Result
         tls: tls.clone(),
         store,
         tokens: TokenFile::default(),
+        metrics: Default::default(),
     };
     Ok(ApiServer::start(config).await?)
 }

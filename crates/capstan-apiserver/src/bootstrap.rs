@@ -1,6 +1,7 @@
 //! What exists in every cluster from the start: the namespaces `default`, `kube-system`,
-//! `kube-public` and `kube-node-lease`, and the `kubernetes` Service in `default` that
-//! points at the API server. Created once; a later start leaves them as they are.
+//! `kube-public` and `kube-node-lease`, the `kubernetes` Service in `default` that
+//! points at the API server, and the PriorityClasses `system-node-critical` and
+//! `system-cluster-critical`. Created once; a later start leaves them as they are.
 
 use crate::rest::{Rest, create_internal};
 use capstan_api::registry;
@@ -38,8 +39,36 @@ pub(crate) async fn ensure(rest: &Rest, https_port: u16) -> Result<(), capstan_a
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
         },
     });
-    created(create_internal(rest, services, service).await, "service", "default/kubernetes")
+    created(create_internal(rest, services, service).await, "service", "default/kubernetes")?;
+    let classes = registry::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| capstan_api::ApiError::internal("the registry has no priorityclasses"))?;
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": description,
+            "preemptionPolicy": "PreemptLowerPriority",
+        });
+        created(create_internal(rest, classes, class).await, "priorityclass", name)?;
+    }
+    Ok(())
 }
+
+/// Upstream's built-in classes for pods the cluster cannot run without.
+const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2_000_000_000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+];
 
 /// An object that already exists is fine: an earlier start created it.
 fn created(

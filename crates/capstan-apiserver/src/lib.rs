@@ -30,7 +30,7 @@ mod tokens;
 
 pub use auth::{TokenFile, TokenFileError};
 pub use kubeconfig::{admin_kubeconfig, write as write_kubeconfig};
-pub use server::{ApiServer, ApiServerConfig};
+pub use server::{ApiServer, ApiServerConfig, MetricsSources};
 pub use tls::{ServingNames, TlsMaterial, ensure as ensure_tls};
 
 use std::path::PathBuf;

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub(crate) enum Route {
     Version,
     Health,
+    /// `/metrics`: the Prometheus text of the components in this process.
+    Metrics,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -40,6 +42,7 @@ pub(crate) fn route(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
+        ["metrics"] => Route::Metrics,
         ["healthz" | "livez" | "readyz"] => Route::Health,
         [probe, _check] if matches!(*probe, "healthz" | "livez" | "readyz") => Route::Health,
         ["api"] => Route::CoreVersions,

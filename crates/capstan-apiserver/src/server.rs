@@ -40,6 +40,19 @@ pub struct ApiServerConfig {
     pub store: Arc<dyn Store>,
     /// Bearer tokens that authenticate, besides client certificates.
     pub tokens: TokenFile,
+    /// What `/metrics` shows: each source renders Prometheus text (the scheduler's, in
+    /// `capstan server`). The API server knows nothing of the components behind them.
+    pub metrics: MetricsSources,
+}
+
+/// Renderers of Prometheus text, concatenated by `/metrics`.
+#[derive(Clone, Default)]
+pub struct MetricsSources(pub Vec<Arc<dyn Fn() -> String + Send + Sync>>);
+
+impl std::fmt::Debug for MetricsSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetricsSources({} sources)", self.0.len())
+    }
 }
 
 /// A running API server; it stops when dropped.
@@ -74,7 +87,12 @@ impl ApiServer {
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
         tasks.push(tokio::spawn(crate::compaction::run(store, crate::compaction::INTERVAL)));
         tasks.push(tokio::spawn(rest::namespaces::run(Arc::clone(&rest))));
-        let context = Arc::new(Context { address: local_addr, rest, tokens: config.tokens });
+        let context = Arc::new(Context {
+            address: local_addr,
+            rest,
+            tokens: config.tokens,
+            metrics: config.metrics,
+        });
         tasks.push(tokio::spawn(accept_loop(listener, acceptor, context)));
         tracing::info!(address = %local_addr, "API server listening");
         Ok(ApiServer { local_addr, tasks })
@@ -131,6 +149,7 @@ struct Context {
     address: SocketAddr,
     rest: Arc<Rest>,
     tokens: TokenFile,
+    metrics: MetricsSources,
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<Context>) {
@@ -269,6 +288,10 @@ async fn respond_to(
     match route {
         Route::Version => ok(&version()),
         Route::Health => response::respond(StatusCode::OK, "text/plain; charset=utf-8", "ok"),
+        Route::Metrics => {
+            let text: String = context.metrics.0.iter().map(|render| render()).collect();
+            response::respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+        }
         Route::CoreVersions if discovery::wants_aggregated(&accept) => aggregated(true),
         Route::CoreVersions => ok(&discovery::api_versions(&context.address.to_string())),
         Route::Groups if discovery::wants_aggregated(&accept) => aggregated(false),

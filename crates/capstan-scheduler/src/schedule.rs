@@ -260,14 +260,14 @@ pub fn schedule_pod(
 
     // A pod that preemption nominated to a node tries that node first.
     let nominated = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref());
-    if let Some(node) = nominated.and_then(|name| snapshot.node(name)) {
-        if run_filters_with_nominated_pods(profile, state, pod, node, snapshot).is_success() {
-            return Ok(ScheduleResult {
-                node: node.name().to_owned(),
-                evaluated_nodes: 1,
-                feasible_nodes: 1,
-            });
-        }
+    if let Some(node) = nominated.and_then(|name| snapshot.node(name))
+        && run_filters_with_nominated_pods(profile, state, pod, node, snapshot).is_success()
+    {
+        return Ok(ScheduleResult {
+            node: node.name().to_owned(),
+            evaluated_nodes: 1,
+            feasible_nodes: 1,
+        });
     }
 
     let wanted = profile.feasible_nodes_to_find(all);

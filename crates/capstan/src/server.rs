@@ -1,9 +1,11 @@
 //! `capstan server`: one control-plane process. It opens the datastore, serves the
-//! Kubernetes API over HTTPS and writes the admin kubeconfig; the scheduler, controllers and
-//! the agent join it in later work.
+//! Kubernetes API over HTTPS, writes the admin kubeconfig and runs the scheduler, which
+//! reaches the API like any client (kube-rs over loopback HTTPS); the controllers and the
+//! agent join it in later work.
 
 use anyhow::Context;
-use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TokenFile};
+use capstan_apiserver::{ApiServer, ApiServerConfig, MetricsSources, ServingNames, TokenFile};
+use capstan_scheduler::runtime::{Metrics, SchedulerConfig};
 use capstan_store::DatastoreEndpoint;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -46,6 +48,10 @@ pub(crate) struct ServerArgs {
     #[arg(long)]
     disable_agent: bool,
 
+    /// Run no scheduler in this server (another scheduler places the pods).
+    #[arg(long)]
+    disable_scheduler: bool,
+
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
     #[allow(dead_code, reason = "read before parsing, by crate::config")]
@@ -83,7 +89,14 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => TokenFile::default(),
     };
     let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let config = ApiServerConfig { listen, tls: tls.clone(), store: Arc::clone(&store), tokens };
+    let scheduler_metrics = Arc::new(Metrics::default());
+    let mut metrics = MetricsSources::default();
+    if !args.disable_scheduler {
+        let scheduler_metrics = Arc::clone(&scheduler_metrics);
+        metrics.0.push(Arc::new(move || scheduler_metrics.render()));
+    }
+    let config =
+        ApiServerConfig { listen, tls: tls.clone(), store: Arc::clone(&store), tokens, metrics };
     let api = ApiServer::start(config).await.context("starting the API server")?;
     // The kubeconfig points at loopback unless the server binds one specific address.
     let host = if args.bind_address.is_unspecified() {
@@ -96,14 +109,45 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     capstan_apiserver::write_kubeconfig(&args.write_kubeconfig, &kubeconfig)
         .context("writing the admin kubeconfig")?;
     tracing::info!(server = %server_url, kubeconfig = %args.write_kubeconfig.display(), "API server ready");
+    let (stop_components, stopped) = tokio::sync::watch::channel(false);
+    let mut components = Vec::new();
+    if !args.disable_scheduler {
+        let client =
+            loopback_client(&kubeconfig).await.context("connecting the scheduler to the API")?;
+        let until = wait_for_stop(stopped.clone());
+        let config = SchedulerConfig::default();
+        components.push(tokio::spawn(capstan_scheduler::runtime::run(
+            client,
+            config,
+            scheduler_metrics,
+            until,
+        )));
+    }
     if !args.disable_agent {
         tracing::warn!("no agent runs yet: this server is a control plane only");
     }
     shutdown.wait().await?;
+    let _ = stop_components.send(true);
+    for component in components {
+        let _ = component.await;
+    }
     drop(api);
     tracing::info!("shutting down");
     drop(store);
     Ok(())
+}
+
+/// A kube-rs client for the components of this process, with the admin credentials.
+async fn loopback_client(kubeconfig: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Completes once the stop signal is sent (or its sender is gone).
+async fn wait_for_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 fn describe(endpoint: &DatastoreEndpoint) -> String {

@@ -2,6 +2,7 @@
 //! cache. `read` serves get and list, `watch` streams changes, `write` creates, updates,
 //! patches and deletes.
 
+mod admission;
 mod duplicates;
 pub(crate) mod namespaces;
 mod read;

@@ -102,6 +102,9 @@ async fn create_object(
             check_namespace_open(rest, &namespace).await?;
         }
     }
+    if resource.group.is_empty() && resource.plural == "pods" {
+        super::admission::admit_pod_priority(rest, &mut object).await?;
+    }
     for attempt in 0..4 {
         if let Some(prefix) = generated_prefix.as_deref().filter(|p| !p.is_empty()) {
             metadata_mut(&mut object)?.insert("name".into(), Value::String(generate_name(prefix)));

@@ -72,7 +72,9 @@ mod tests {
         assert_eq!(state.get::<Vec<u32>>("a"), Some(&vec![1, 2]));
         assert_eq!(state.get::<String>("a"), None);
         let mut copy = state.clone();
-        copy.get_mut::<Vec<u32>>("a").map(|v| v.push(3));
+        if let Some(v) = copy.get_mut::<Vec<u32>>("a") {
+            v.push(3);
+        }
         assert_eq!(state.get::<Vec<u32>>("a").map(Vec::len), Some(2));
         assert_eq!(copy.get::<Vec<u32>>("a").map(Vec::len), Some(3));
     }

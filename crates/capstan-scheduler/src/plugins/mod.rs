@@ -19,7 +19,9 @@ pub use inter_pod_affinity::InterPodAffinity;
 pub use node_affinity::NodeAffinity;
 pub use node_name::NodeName;
 pub use node_ports::NodePorts;
-pub use node_resources_fit::NodeResourcesFit;
+pub use node_resources_fit::{
+    NodeResourcesFit, ResourceWeight, ScoringStrategy, UtilizationShapePoint,
+};
 pub use node_unschedulable::NodeUnschedulable;
 pub use pod_topology_spread::PodTopologySpread;
 pub use taint_toleration::TaintToleration;
