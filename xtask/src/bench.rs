@@ -11,6 +11,14 @@ pub(crate) fn store() -> anyhow::Result<()> {
     run_command(cargo().args(["bench", "--package", "capstan-store", "--bench", "store"]))
 }
 
+/// The scheduler benchmark (`crates/capstan/benches/scheduler.rs`): 1,000 hollow nodes and
+/// 10,000 pods; `CAPSTAN_BENCH_NODES` and `CAPSTAN_BENCH_PODS` change the sizes.
+pub(crate) fn scheduler() -> anyhow::Result<()> {
+    apt::ensure("the scheduler benchmark", &[apt::BUILD, apt::TEST])?;
+    step("cargo bench --package capstan --bench scheduler");
+    run_command(cargo().args(["bench", "--package", "capstan", "--bench", "scheduler"]))
+}
+
 /// The API server benchmark (`crates/capstan-apiserver/benches/api.rs`): create, get, list and
 /// watch over HTTPS on the embedded datastore and on etcd, plus the paced-create and watch
 /// fan-out targets. `CAPSTAN_BENCH_SECS` and `CAPSTAN_BENCH_DIR` tune it.

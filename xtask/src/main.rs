@@ -4,6 +4,7 @@
 //! - `test`: install what the tests need, then formatting, lints and every test;
 //! - `bench store`: the datastore benchmark, embedded against etcd;
 //! - `bench api`: the API server benchmark, on the embedded datastore and on etcd;
+//! - `bench scheduler`: the scheduler with 1,000 hollow nodes and 10,000 pods;
 //! - `openapi`: regenerate capstan-api's OpenAPI schemas from k8s-openapi's types.
 
 mod apt;
@@ -25,6 +26,7 @@ tasks:
   test                    install what the tests need; run fmt, clippy and every test
   bench store             benchmark the embedded datastore against etcd, side by side
   bench api               benchmark the API server on the embedded datastore and on etcd
+  bench scheduler         benchmark the scheduler: 1,000 hollow nodes, 10,000 pods
   openapi [--check]       regenerate capstan-api's OpenAPI schemas (or check they are fresh)
   protobuf [--check]      regenerate capstan-api's protobuf descriptors (`vendor DIR`: re-vendor)
 ";
@@ -45,9 +47,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         ["test"] => test::run(),
         ["bench", "store"] => bench::store(),
         ["bench", "api"] => bench::api(),
+        ["bench", "scheduler"] => bench::scheduler(),
         ["openapi", flags @ ..] => openapi::run(flags),
         ["protobuf", flags @ ..] => protobuf::run(flags),
-        ["bench", ..] => bail!("unknown benchmark; available: store, api\n\n{USAGE}"),
+        ["bench", ..] => bail!("unknown benchmark; available: store, api, scheduler\n\n{USAGE}"),
         ["-h" | "--help" | "help"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -3,6 +3,7 @@
 
 mod config;
 mod server;
+mod sim_nodes;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run a control-plane server: the datastore and the Kubernetes API.
     Server(server::ServerArgs),
+    /// Simulate nodes: hollow kubelets that register, heartbeat and report pods Running
+    /// without containers, for scale tests (like kwok).
+    SimNodes(sim_nodes::SimNodesArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::SimNodes(args) => sim_nodes::run(args).await,
         }
     });
     match outcome {

@@ -165,9 +165,53 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts `capstan sim-nodes` against this cluster with these extra flags; the nodes stay
+    /// until the returned handle is dropped (their process is killed by pid).
+    pub(crate) fn sim_nodes(&self, args: &[&str]) -> Result<SimNodes> {
+        let child = Command::new(CAPSTAN)
+            .arg("sim-nodes")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        Ok(SimNodes { child })
+    }
+
+    /// Polls `kubectl get <what> -o jsonpath=<path>` until it prints `expected` (30 s at most).
+    pub(crate) fn wait_for_field(&self, what: &[&str], path: &str, expected: &str) -> Result<()> {
+        let jsonpath = format!("jsonpath={path}");
+        let args = [&["get"][..], what, &["-o", &jsonpath]].concat();
+        let mut last = String::new();
+        for _ in 0..300 {
+            let run = self.run(&args)?;
+            last = format!("{}{}", run.stdout, run.stderr);
+            if run.success && run.stdout == expected {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!("kubectl {args:?} printed {last:?}, not {expected:?}")
+    }
+
     pub(crate) fn stop(mut self) -> Result<()> {
         let server = self.server.take().context("no server")?;
         ensure!(server.terminate()?, "the server exited with a failure on SIGTERM");
         Ok(())
+    }
+}
+
+/// A running `capstan sim-nodes`, killed by pid when dropped.
+pub(crate) struct SimNodes {
+    child: Child,
+}
+
+impl Drop for SimNodes {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

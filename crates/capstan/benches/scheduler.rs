@@ -1,0 +1,313 @@
+//! `cargo xtask bench scheduler`: the scheduler at scale on one machine. A `capstan server`
+//! (embedded datastore) and `capstan sim-nodes` registering 1,000 hollow nodes; then 10,000
+//! pods created as fast as the API takes them (32 clients). It prints the pods/s from the first
+//! creation to the last binding, the per-pod latency from creation to binding (p50/p99, as a
+//! watching client sees it) and the scheduler's own attempt latency (its
+//! `scheduler_scheduling_attempt_duration_seconds` histogram, read from `/metrics`), with the
+//! ratios to the targets: ≥ 500 pods/s (upstream scheduler_perf's floor for this case is 270)
+//! and p99 ≤ 1 s. `CAPSTAN_BENCH_NODES` and `CAPSTAN_BENCH_PODS` change the sizes.
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
+const CLIENTS: usize = 32;
+const NAMESPACE: &str = "bench";
+
+fn main() -> Result<()> {
+    let nodes = env_number("CAPSTAN_BENCH_NODES", 1000);
+    let pods = env_number("CAPSTAN_BENCH_PODS", 10_000);
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let server = Process::start(&server_args(dir.path()))?;
+    let outcome = (|| {
+        server.wait_for_line("API server ready", Duration::from_secs(60))?;
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let count = nodes.to_string();
+        let sim = Process::start(&[
+            "sim-nodes",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--count",
+            &count,
+            "--zones",
+            "10",
+            "--cpu",
+            "32",
+            "--memory",
+            "256Gi",
+        ])?;
+        let result = runtime.block_on(measure(&kubeconfig, nodes, pods));
+        drop(sim);
+        result
+    })();
+    server.terminate();
+    outcome
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn server_args(dir: &Path) -> Vec<String> {
+    let dir = dir.display();
+    [
+        "server",
+        "--data-dir",
+        &dir.to_string(),
+        "--https-listen-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "--write-kubeconfig".to_owned(),
+        format!("{dir}/kubeconfig.yaml"),
+        "--disable-agent".to_owned(),
+    ])
+    .collect()
+}
+
+async fn measure(kubeconfig: &Path, nodes: usize, pods: usize) -> Result<()> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let client = Client::try_from(config)?;
+
+    eprintln!("waiting for {nodes} hollow nodes to register ...");
+    let started = Instant::now();
+    let node_api: Api<Node> = Api::all(client.clone());
+    loop {
+        let listed = node_api.list(&ListParams::default()).await?.items.len();
+        if listed >= nodes {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(300), "only {listed} nodes after 300 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("  {nodes} nodes registered in {:.1} s", started.elapsed().as_secs_f64());
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?;
+    namespaces.create(&PostParams::default(), &namespace).await?;
+
+    // Binding times as a watching client sees them, by pod name.
+    let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let watch = {
+        let bound = Arc::clone(&bound);
+        let stream = watcher::watcher(pod_api.clone(), watcher::Config::default());
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                let pod = match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+                    _ => continue,
+                };
+                if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                    let name = pod.metadata.name.unwrap_or_default();
+                    bound
+                        .lock()
+                        .map(|mut b| b.entry(name).or_insert_with(Instant::now).to_owned())
+                        .ok();
+                }
+            }
+        })
+    };
+
+    eprintln!("creating {pods} pods with {CLIENTS} clients ...");
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let first_create = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut creators = Vec::new();
+    for _ in 0..CLIENTS {
+        let (pod_api, created, next) = (pod_api.clone(), Arc::clone(&created), Arc::clone(&next));
+        creators.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= pods {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let name = format!("pod-{i:05}");
+                let started = Instant::now();
+                let pod = bench_pod(&name).map_err(|e| anyhow::anyhow!(e))?;
+                pod_api.create(&PostParams::default(), &pod).await?;
+                created.lock().map(|mut c| c.insert(name, started)).ok();
+            }
+        }));
+    }
+    let progress = {
+        let (bound, created) = (Arc::clone(&bound), Arc::clone(&created));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let c = created.lock().map(|c| c.len()).unwrap_or(0);
+                let b = bound.lock().map(|b| b.len()).unwrap_or(0);
+                eprintln!(
+                    "  {:5.1} s: {c} created, {b} bound",
+                    first_create.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
+    for creator in creators {
+        creator.await??;
+    }
+    let all_created = first_create.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while bound.lock().map(|b| b.len()).unwrap_or(0) < pods {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {pods} pods bound after 300 s",
+                bound.lock().map(|b| b.len()).unwrap_or(0)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.abort();
+    watch.abort();
+
+    let created = created.lock().map(|c| c.clone()).unwrap_or_default();
+    let bound = bound.lock().map(|b| b.clone()).unwrap_or_default();
+    let last_bound = bound.values().max().copied().context("nothing bound")?;
+    let total = last_bound.duration_since(first_create);
+    let mut latencies: Vec<Duration> = created
+        .iter()
+        .filter_map(|(name, at)| bound.get(name).map(|b| b.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    let quantile = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let throughput = pods as f64 / total.as_secs_f64();
+    let metrics = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    let attempts = attempt_quantiles(&metrics);
+
+    println!();
+    println!("scheduler benchmark: {nodes} hollow nodes, {pods} pods, {CLIENTS} creating clients");
+    println!(
+        "  pods created in            {:8.2} s ({:.0} pods/s)",
+        all_created.as_secs_f64(),
+        pods as f64 / all_created.as_secs_f64()
+    );
+    println!("  first creation → last bind {:8.2} s", total.as_secs_f64());
+    println!(
+        "  scheduling throughput      {throughput:8.0} pods/s   ({:.2}× the 500 pods/s target, {:.2}× upstream's 270)",
+        throughput / 500.0,
+        throughput / 270.0
+    );
+    println!(
+        "  creation → bound latency   p50 {:7.1} ms   p99 {:7.1} ms   ({:.2}× the 1 s p99 target)",
+        ms(quantile(0.50)),
+        ms(quantile(0.99)),
+        quantile(0.99).as_secs_f64()
+    );
+    match attempts {
+        Some((p50, p99)) => println!(
+            "  scheduling attempt latency p50 ≤ {:5.0} ms   p99 ≤ {:5.0} ms   (scheduler histogram buckets)",
+            p50 * 1000.0,
+            p99 * 1000.0
+        ),
+        None => println!("  scheduling attempt latency: no histogram in /metrics"),
+    }
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// The p50 and p99 bucket bounds of the attempt-duration histogram in Prometheus text.
+fn attempt_quantiles(text: &str) -> Option<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("scheduler_scheduling_attempt_duration_seconds_bucket"))
+    {
+        let bound = line.split("le=\"").nth(1)?.split('"').next()?;
+        let count: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        let bound = if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? };
+        buckets.push((bound, count));
+    }
+    let total = buckets.last()?.1;
+    let at =
+        |q: f64| buckets.iter().find(|(_, count)| *count >= q * total).map(|(bound, _)| *bound);
+    Some((at(0.5)?, at(0.99)?))
+}
+
+fn bench_pod(name: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}}}]}
+    }))?)
+}
+
+/// A child `capstan` process, ended by pid.
+struct Process {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Process> {
+        let mut child = Command::new(CAPSTAN)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                "warn,capstan=info,capstan_apiserver=info,capstan_scheduler=info,capstan_sim=info",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("    {line}");
+                }
+                let _ = send.send(line);
+            }
+        });
+        Ok(Process { child, lines })
+    }
+
+    fn wait_for_line(&self, needle: &str, patience: Duration) -> Result<()> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("no {needle:?} from capstan"))?;
+            if line.contains(needle) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn terminate(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
