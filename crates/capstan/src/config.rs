@@ -7,7 +7,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// The arguments with the config file's flags inserted after the subcommand.
+/// Only `capstan server` reads a config file; the other subcommands' flags are their own.
 pub(crate) fn with_config_file(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    if args.get(1).is_none_or(|subcommand| subcommand != "server") {
+        return Ok(args);
+    }
     let Some(path) = config_path(&args) else { return Ok(args) };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -94,5 +98,15 @@ mod tests {
         let merged = with_config_file(args).unwrap();
         assert_eq!(merged[2], "--https-listen-port=1");
         assert_eq!(merged.last().unwrap(), "2");
+    }
+
+    #[test]
+    fn other_subcommands_ignore_config_files() {
+        let args: Vec<OsString> =
+            ["capstan", "sim-nodes", "--config", "/nonexistent.yaml", "--count", "2"]
+                .iter()
+                .map(OsString::from)
+                .collect();
+        assert_eq!(with_config_file(args.clone()).unwrap(), args);
     }
 }
