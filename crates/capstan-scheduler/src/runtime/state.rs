@@ -192,3 +192,101 @@ impl ClusterState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::{pod, simple_node};
+    use crate::queue::QueueConfig;
+    use serde_json::{Value, json};
+
+    fn state() -> ClusterState {
+        let queue = SchedulingQueue::new(QueueConfig::default(), HashMap::new());
+        let mut state = ClusterState::new(queue, "default-scheduler".into());
+        state.apply_node(simple_node("n1", json!({}), "4", "8Gi"));
+        state
+    }
+
+    fn a_pod(name: &str, spec: Value) -> Arc<Pod> {
+        let mut spec = spec;
+        spec.as_object_mut().map(|s| {
+            s.entry("containers").or_insert(json!([{"name": "c", "image": "i",
+            "resources": {"requests": {"cpu": "1"}}}]))
+        });
+        pod(json!({"metadata": {"name": name}, "spec": spec}))
+    }
+
+    fn requested_cpu(state: &ClusterState) -> i64 {
+        state.snapshot.node("n1").map_or(-1, |n| n.requested.milli_cpu)
+    }
+
+    #[test]
+    fn pending_pods_of_this_scheduler_are_queued() {
+        let mut s = state();
+        let now = Instant::now();
+        assert_eq!(s.apply_pod(a_pod("mine", json!({})), now), None);
+        assert_eq!(s.apply_pod(a_pod("other", json!({"schedulerName": "other"})), now), None);
+        assert_eq!(s.queue.counts().active, 1);
+        assert_eq!(s.delete_pod("mine"), Some(ClusterEvent::UnscheduledPodDelete));
+        assert_eq!(s.queue.counts().active, 0);
+    }
+
+    #[test]
+    fn assumptions_are_confirmed_or_forgotten() {
+        let mut s = state();
+        let now = Instant::now();
+        let pending = a_pod("p", json!({}));
+        s.apply_pod(Arc::clone(&pending), now);
+        let info = PodInfo::new(pending.clone());
+        s.assume(&info, "n1");
+        assert!(s.is_placed("p"));
+        assert_eq!(requested_cpu(&s), 1000);
+        // A late update of the unbound pod does not undo the assumption.
+        assert_eq!(s.apply_pod(Arc::clone(&pending), now), None);
+        assert_eq!(requested_cpu(&s), 1000);
+        // The bound pod confirms it, counted once.
+        assert_eq!(
+            s.apply_pod(a_pod("p", json!({"nodeName": "n1"})), now),
+            Some(ClusterEvent::AssignedPodAdd)
+        );
+        assert_eq!(requested_cpu(&s), 1000);
+        assert_eq!(
+            s.apply_pod(a_pod("p", json!({"nodeName": "n1"})), now),
+            Some(ClusterEvent::AssignedPodUpdate)
+        );
+        assert_eq!(requested_cpu(&s), 1000);
+        // Forgetting a confirmed pod does nothing; forgetting an assumption frees its share.
+        s.forget("p");
+        assert_eq!(requested_cpu(&s), 1000);
+        s.assume(&PodInfo::new(a_pod("q", json!({}))), "n1");
+        s.forget("q");
+        assert_eq!(requested_cpu(&s), 1000);
+    }
+
+    #[test]
+    fn finished_and_deleted_pods_free_their_node() {
+        let mut s = state();
+        let now = Instant::now();
+        s.apply_pod(a_pod("p", json!({"nodeName": "n1"})), now);
+        let mut done = (*a_pod("p", json!({"nodeName": "n1"}))).clone();
+        done.status = Some(serde_json::from_value(json!({"phase": "Succeeded"})).unwrap());
+        assert_eq!(s.apply_pod(Arc::new(done), now), Some(ClusterEvent::AssignedPodDelete));
+        assert_eq!(requested_cpu(&s), 0);
+        s.apply_pod(a_pod("r", json!({"nodeName": "n1"})), now);
+        assert_eq!(s.delete_pod("r"), Some(ClusterEvent::AssignedPodDelete));
+        assert_eq!(requested_cpu(&s), 0);
+    }
+
+    #[test]
+    fn pods_wait_for_their_node_and_relists_forget_the_vanished() {
+        let mut s = state();
+        let now = Instant::now();
+        s.apply_pod(a_pod("early", json!({"nodeName": "n2"})), now);
+        assert_eq!(s.apply_node(simple_node("n2", json!({}), "4", "8Gi")), ClusterEvent::NodeAdd);
+        assert_eq!(s.snapshot.node("n2").map(|n| n.pods.len()), Some(1));
+        assert!(s.retain_pods(&std::collections::HashSet::new()));
+        assert_eq!(s.snapshot.node("n2").map(|n| n.pods.len()), Some(0));
+        s.retain_nodes(&std::collections::HashSet::from(["n1".to_owned()]));
+        assert!(s.snapshot.node("n2").is_none());
+    }
+}
