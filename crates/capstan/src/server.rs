@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use capstan_apiserver::{ApiServer, ApiServerConfig, MetricsSources, ServingNames, TokenFile};
+use capstan_controllers::ControllerManagerConfig;
 use capstan_scheduler::runtime::{Metrics, SchedulerConfig};
 use capstan_store::DatastoreEndpoint;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +52,10 @@ pub(crate) struct ServerArgs {
     /// Run no scheduler in this server (another scheduler places the pods).
     #[arg(long)]
     disable_scheduler: bool,
+
+    /// Run no controller manager in this server.
+    #[arg(long)]
+    disable_controller_manager: bool,
 
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
@@ -122,6 +127,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             scheduler_metrics,
             until,
         )));
+    }
+    if !args.disable_controller_manager {
+        let client =
+            loopback_client(&kubeconfig).await.context("connecting the controllers to the API")?;
+        let config = ControllerManagerConfig { root_ca_pem: tls.ca_cert.clone() };
+        let until = wait_for_stop(stopped.clone());
+        components.push(tokio::spawn(capstan_controllers::run(client, config, until)));
     }
     if !args.disable_agent {
         tracing::warn!("no agent runs yet: this server is a control plane only");

@@ -6,51 +6,23 @@
 use super::{Decision, Metrics, Shared};
 use crate::framework::PodInfo;
 use crate::queue::QueuedPod;
+use capstan_kube::events::{EventType, Recorder, reference_to};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
-use k8s_openapi::api::events::v1::{Event, EventSeries};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
-
-/// Repeats of one event (same pod, reason and message) within this window become a series
-/// on the first Event instead of new Events, as upstream's event aggregation does.
-const EVENT_SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
-
-/// Normal or Warning.
-#[derive(Debug, Clone, Copy)]
-enum EventType {
-    Normal,
-    Warning,
-}
-
-/// What makes two Events the same: the pod's uid, the reason and the message.
-type EventKey = (String, String, String);
-
-/// An Event already written, which repeats extend.
-#[derive(Debug, Clone)]
-struct Recorded {
-    name: String,
-    namespace: String,
-    count: i32,
-    first: Instant,
-}
 
 #[derive(Clone)]
 pub(super) struct Writer {
     client: kube::Client,
     scheduler_name: String,
     metrics: Arc<Metrics>,
-    /// Events by (pod uid, reason, message).
-    recorded: Arc<Mutex<HashMap<EventKey, Recorded>>>,
+    events: Recorder,
 }
 
 impl std::fmt::Debug for Writer {
@@ -67,7 +39,8 @@ impl Writer {
         scheduler_name: String,
         metrics: Arc<Metrics>,
     ) -> Writer {
-        Writer { client, scheduler_name, metrics, recorded: Arc::default() }
+        let events = Recorder::new(client.clone(), scheduler_name.clone());
+        Writer { client, scheduler_name, metrics, events }
     }
 
     /// Carries out a decision in a task that holds `permit` until its writes are done.
@@ -240,83 +213,16 @@ impl Writer {
         }
     }
 
-    /// Writes an events.k8s.io Event about the pod, or counts a repeat into the series of
-    /// the same Event written within the last minutes.
+    /// Records an Event about the pod.
     async fn event(
         &self,
         info: &PodInfo,
-        type_: EventType,
+        kind: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) {
-        let key = (info.uid().to_owned(), reason.to_owned(), note.clone());
-        let repeat = {
-            let mut recorded =
-                self.recorded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            recorded.retain(|_, event| event.first.elapsed() < EVENT_SERIES_WINDOW);
-            recorded.get_mut(&key).map(|event| {
-                event.count += 1;
-                event.clone()
-            })
-        };
-        let now = MicroTime(jiff_now());
-        if let Some(event) = repeat {
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &event.namespace);
-            let series = EventSeries { count: event.count, last_observed_time: now };
-            let patch = json!({"series": series});
-            if let Err(error) =
-                api.patch(&event.name, &PatchParams::default(), &Patch::Merge(&patch)).await
-            {
-                tracing::debug!(pod = %info.key(), reason, %error, "cannot update an event series");
-            }
-            return;
-        }
-        let name = format!("{}.{:x}", info.name(), jiff_now().as_nanosecond());
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(info.namespace().to_owned()),
-                ..ObjectMeta::default()
-            },
-            event_time: Some(now),
-            action: Some(action.to_owned()),
-            reason: Some(reason.to_owned()),
-            note: Some(note),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(info.name().to_owned()),
-                namespace: Some(info.namespace().to_owned()),
-                uid: info.pod.metadata.uid.clone(),
-                ..ObjectReference::default()
-            }),
-            reporting_controller: Some(self.scheduler_name.clone()),
-            reporting_instance: Some(self.scheduler_name.clone()),
-            type_: Some(match type_ {
-                EventType::Normal => "Normal".into(),
-                EventType::Warning => "Warning".into(),
-            }),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), info.namespace());
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => {
-                let recorded = Recorded {
-                    name,
-                    namespace: info.namespace().to_owned(),
-                    count: 1,
-                    first: Instant::now(),
-                };
-                self.recorded
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key, recorded);
-            }
-            Err(error) => {
-                tracing::debug!(pod = %info.key(), reason, %error, "cannot publish an event")
-            }
-        }
+        self.events.publish(&reference_to(info.pod.as_ref()), kind, reason, action, note).await;
     }
 }
 

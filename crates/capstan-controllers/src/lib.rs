@@ -1,0 +1,37 @@
+//! Capstan's controller manager: kube-controller-manager's control loops, each a module in
+//! the kube-runtime shape (a reconcile function over reflector stores, an error policy,
+//! periodic requeue), reaching the cluster only through the Kubernetes API.
+//!
+//! [`run`] starts every controller and returns when its `until` future completes, so that a
+//! leader-election lease can bound its term.
+
+mod context;
+mod namespace;
+mod replicaset;
+mod root_ca;
+mod serviceaccount;
+
+pub use context::{Context, ControllerManagerConfig};
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs every controller until `until` completes.
+pub async fn run(
+    client: kube::Client,
+    config: ControllerManagerConfig,
+    until: impl Future<Output = ()>,
+) {
+    let context = Arc::new(Context::new(client, config));
+    let controllers = vec![
+        tokio::spawn(serviceaccount::run(Arc::clone(&context))),
+        tokio::spawn(root_ca::run(Arc::clone(&context))),
+        tokio::spawn(namespace::run(Arc::clone(&context))),
+        tokio::spawn(replicaset::run(Arc::clone(&context))),
+    ];
+    tracing::info!(controllers = controllers.len(), "controller manager started");
+    until.await;
+    for controller in controllers {
+        controller.abort();
+    }
+}
