@@ -6,6 +6,7 @@
 //! leader-election lease can bound its term.
 
 mod context;
+mod garbage_collector;
 mod namespace;
 mod replicaset;
 mod root_ca;
@@ -28,6 +29,7 @@ pub async fn run(
         tokio::spawn(root_ca::run(Arc::clone(&context))),
         tokio::spawn(namespace::run(Arc::clone(&context))),
         tokio::spawn(replicaset::run(Arc::clone(&context))),
+        tokio::spawn(garbage_collector::run(Arc::clone(&context))),
     ];
     tracing::info!(controllers = controllers.len(), "controller manager started");
     until.await;
