@@ -4,10 +4,28 @@
 use capstan_kube::events::Recorder;
 
 /// How the controller manager runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ControllerManagerConfig {
     /// The cluster CA certificate (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: String,
+    /// The pods' address range, out of which node IPAM gives each node a pod CIDR.
+    pub cluster_cidr: String,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+    /// Terminated pods beyond this many are deleted, oldest first (0: never).
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for ControllerManagerConfig {
+    /// k3s's defaults: pods in 10.42.0.0/16, a /24 per node; upstream's 12,500 terminated pods.
+    fn default() -> Self {
+        ControllerManagerConfig {
+            root_ca_pem: String::new(),
+            cluster_cidr: "10.42.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            terminated_pod_gc_threshold: 12_500,
+        }
+    }
 }
 
 /// Shared by every controller.

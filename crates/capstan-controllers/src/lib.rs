@@ -8,6 +8,8 @@
 mod context;
 mod garbage_collector;
 mod namespace;
+mod node_ipam;
+mod pod_gc;
 mod replicaset;
 mod root_ca;
 mod serviceaccount;
@@ -30,6 +32,8 @@ pub async fn run(
         tokio::spawn(namespace::run(Arc::clone(&context))),
         tokio::spawn(replicaset::run(Arc::clone(&context))),
         tokio::spawn(garbage_collector::run(Arc::clone(&context))),
+        tokio::spawn(node_ipam::run(Arc::clone(&context))),
+        tokio::spawn(pod_gc::run(Arc::clone(&context))),
     ];
     tracing::info!(controllers = controllers.len(), "controller manager started");
     until.await;

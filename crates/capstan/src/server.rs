@@ -57,6 +57,10 @@ pub(crate) struct ServerArgs {
     #[arg(long)]
     disable_controller_manager: bool,
 
+    /// The pods' IPv4 range; each node gets a /24 of it as its pod CIDR.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
     #[allow(dead_code, reason = "read before parsing, by crate::config")]
@@ -131,7 +135,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_controller_manager {
         let client =
             loopback_client(&kubeconfig).await.context("connecting the controllers to the API")?;
-        let config = ControllerManagerConfig { root_ca_pem: tls.ca_cert.clone() };
+        let config = ControllerManagerConfig {
+            root_ca_pem: tls.ca_cert.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
+            ..ControllerManagerConfig::default()
+        };
         let until = wait_for_stop(stopped.clone());
         components.push(tokio::spawn(capstan_controllers::run(client, config, until)));
     }
