@@ -6,6 +6,7 @@
 //! leader-election lease can bound its term.
 
 mod context;
+mod deployment;
 mod garbage_collector;
 mod namespace;
 mod node_ipam;
@@ -32,6 +33,7 @@ pub async fn run(
         tokio::spawn(namespace::run(Arc::clone(&context))),
         tokio::spawn(replicaset::run(Arc::clone(&context))),
         tokio::spawn(garbage_collector::run(Arc::clone(&context))),
+        tokio::spawn(deployment::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
     ];
