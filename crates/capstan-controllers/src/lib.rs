@@ -6,6 +6,7 @@
 //! leader-election lease can bound its term.
 
 mod context;
+mod daemonset;
 mod deployment;
 mod garbage_collector;
 mod namespace;
@@ -34,6 +35,7 @@ pub async fn run(
         tokio::spawn(replicaset::run(Arc::clone(&context))),
         tokio::spawn(garbage_collector::run(Arc::clone(&context))),
         tokio::spawn(deployment::run(Arc::clone(&context))),
+        tokio::spawn(daemonset::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
     ];

@@ -10,6 +10,8 @@
 
 mod rollout;
 
+pub(crate) use rollout::template_hash;
+
 use crate::Context;
 use capstan_kube::events::{EventType, Recorder, reference_to};
 use capstan_kube::selector;
