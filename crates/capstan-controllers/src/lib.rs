@@ -8,6 +8,7 @@
 mod context;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod garbage_collector;
 mod namespace;
 mod node_ipam;
@@ -36,6 +37,7 @@ pub async fn run(
         tokio::spawn(garbage_collector::run(Arc::clone(&context))),
         tokio::spawn(deployment::run(Arc::clone(&context))),
         tokio::spawn(daemonset::run(Arc::clone(&context))),
+        tokio::spawn(disruption::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
     ];
