@@ -86,7 +86,6 @@ impl ApiServer {
             .await
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
         tasks.push(tokio::spawn(crate::compaction::run(store, crate::compaction::INTERVAL)));
-        tasks.push(tokio::spawn(rest::namespaces::run(Arc::clone(&rest))));
         let context = Arc::new(Context {
             address: local_addr,
             rest,

@@ -1,11 +1,12 @@
 //! `capstan server`: one control-plane process. It opens the datastore, serves the
-//! Kubernetes API over HTTPS, writes the admin kubeconfig and runs the scheduler, which
-//! reaches the API like any client (kube-rs over loopback HTTPS); the controllers and the
-//! agent join it in later work.
+//! Kubernetes API over HTTPS, writes the admin kubeconfig and runs the scheduler and the
+//! controller manager, which reach the API like any client (kube-rs over loopback HTTPS),
+//! each while this server holds its leader-election Lease; the agent joins it in later work.
 
 use anyhow::Context;
 use capstan_apiserver::{ApiServer, ApiServerConfig, MetricsSources, ServingNames, TokenFile};
 use capstan_controllers::ControllerManagerConfig;
+use capstan_kube::leader::{LeaderElectionConfig, run_as_leader};
 use capstan_scheduler::runtime::{Metrics, SchedulerConfig};
 use capstan_store::DatastoreEndpoint;
 use std::net::{IpAddr, SocketAddr};
@@ -120,28 +121,39 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(server = %server_url, kubeconfig = %args.write_kubeconfig.display(), "API server ready");
     let (stop_components, stopped) = tokio::sync::watch::channel(false);
     let mut components = Vec::new();
+    // Each component runs only while this server holds its Lease, as kube-scheduler and
+    // kube-controller-manager do, so that of several servers on one datastore exactly one
+    // schedules and one runs the controllers. Each term starts the component afresh. Every
+    // elector has a client of its own, so a component's load cannot delay its renewals.
     if !args.disable_scheduler {
         let client =
             loopback_client(&kubeconfig).await.context("connecting the scheduler to the API")?;
+        let elector =
+            loopback_client(&kubeconfig).await.context("connecting the scheduler to the API")?;
+        let election = LeaderElectionConfig::new("kube-scheduler");
         let until = wait_for_stop(stopped.clone());
-        let config = SchedulerConfig::default();
-        components.push(tokio::spawn(capstan_scheduler::runtime::run(
-            client,
-            config,
-            scheduler_metrics,
-            until,
-        )));
+        components.push(tokio::spawn(run_as_leader(elector, election, until, move |lost| {
+            // SchedulerConfig holds the plugins' state: a new term gets a new one.
+            let config = SchedulerConfig::default();
+            let metrics = Arc::clone(&scheduler_metrics);
+            capstan_scheduler::runtime::run(client.clone(), config, metrics, lost)
+        })));
     }
     if !args.disable_controller_manager {
         let client =
             loopback_client(&kubeconfig).await.context("connecting the controllers to the API")?;
+        let elector =
+            loopback_client(&kubeconfig).await.context("connecting the controllers to the API")?;
+        let election = LeaderElectionConfig::new("kube-controller-manager");
+        let until = wait_for_stop(stopped.clone());
         let config = ControllerManagerConfig {
             root_ca_pem: tls.ca_cert.clone(),
             cluster_cidr: args.cluster_cidr.clone(),
             ..ControllerManagerConfig::default()
         };
-        let until = wait_for_stop(stopped.clone());
-        components.push(tokio::spawn(capstan_controllers::run(client, config, until)));
+        components.push(tokio::spawn(run_as_leader(elector, election, until, move |lost| {
+            capstan_controllers::run(client.clone(), config.clone(), lost)
+        })));
     }
     if !args.disable_agent {
         tracing::warn!("no agent runs yet: this server is a control plane only");

@@ -33,7 +33,6 @@ fn suite(c: &Cluster) -> Result<()> {
     selectors_sorting_and_paging(c).context("selectors")?;
     label_annotate_replace(c).context("label, annotate, replace")?;
     server_dry_run(c).context("dry run")?;
-    status_and_propagation(c).context("status and propagation")?;
     errors(c).context("errors")?;
     watch_sees_every_change(c).context("watch")?;
     delete_and_wait(c).context("delete and wait")?;
@@ -97,6 +96,17 @@ fn bootstrap_objects_exist(c: &Cluster) -> Result<()> {
     let namespaces = c.ok(&["get", "namespaces", "-o", "name"])?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure!(namespaces.lines().any(|l| l == format!("namespace/{name}")), "{namespaces}");
+        // The controller manager gives each its `default` ServiceAccount and the CA.
+        c.wait_for_field(
+            &["serviceaccount", "default", "-n", name],
+            "{.metadata.name}",
+            "default",
+        )?;
+        c.wait_for_field(
+            &["configmap", "kube-root-ca.crt", "-n", name],
+            "{.metadata.name}",
+            "kube-root-ca.crt",
+        )?;
     }
     let ip = c.ok(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"])?;
     ensure!(ip == "10.43.0.1", "the kubernetes Service has IP {ip:?}");
@@ -166,10 +176,22 @@ fn output_formats(c: &Cluster) -> Result<()> {
     for field in ["uid", "resourceVersion", "creationTimestamp"] {
         ensure!(json["metadata"][field].is_string(), "no metadata.{field}: {json}");
     }
+    // The root CA publisher gives every namespace its `kube-root-ca.crt`.
+    c.wait_for_field(
+        &["configmap", "kube-root-ca.crt", "-n", "e2e"],
+        "{.metadata.name}",
+        "kube-root-ca.crt",
+    )?;
     let names = c.ok(&["get", "configmaps", "-n", "e2e", "-o", "name"])?;
     ensure!(
         names.lines().collect::<Vec<_>>()
-            == ["configmap/applied", "configmap/one", "configmap/three", "configmap/two"],
+            == [
+                "configmap/applied",
+                "configmap/kube-root-ca.crt",
+                "configmap/one",
+                "configmap/three",
+                "configmap/two"
+            ],
         "{names}"
     );
     let value = c.ok(&["get", "configmap", "two", "-n", "e2e", "-o", "jsonpath={.data.b}"])?;
@@ -215,9 +237,12 @@ fn selectors_sorting_and_paging(c: &Cluster) -> Result<()> {
     ])?;
     ensure!(sorted.lines().collect::<Vec<_>>() == ["three", "one", "two"], "{sorted}");
     let paged = c.ok(&["get", "cm", "-n", "e2e", "--chunk-size=1", "-o", "name"])?;
-    ensure!(paged.lines().count() == 4, "paged list: {paged}");
+    ensure!(paged.lines().count() == 5, "paged list: {paged}");
+    // Four in e2e, and the CA's in each of the five namespaces.
     let paged_all = c.ok(&["get", "cm", "-A", "--chunk-size=2", "--no-headers"])?;
-    ensure!(paged_all.lines().count() == 4, "paged list: {paged_all}");
+    ensure!(paged_all.lines().count() == 9, "paged list: {paged_all}");
+    let published = paged_all.lines().filter(|l| l.contains(" kube-root-ca.crt ")).count();
+    ensure!(published == 5, "paged list: {paged_all}");
     Ok(())
 }
 
@@ -402,9 +427,19 @@ fn delete_and_wait(c: &Cluster) -> Result<()> {
 
     let all = c.ok(&["delete", "configmaps", "--all", "-n", "e2e"])?;
     ensure!(all.lines().count() >= 3, "delete --all: {all}");
-    let run = c.run(&["get", "configmaps", "-n", "e2e"])?;
+    ensure!(all.contains(r#"configmap "kube-root-ca.crt" deleted"#), "delete --all: {all}");
+    let run = c.run(&["get", "configmaps", "-n", "e2e", "-l", "app"])?;
     ensure!(run.success && run.stderr.trim() == "No resources found in e2e namespace.", "{run:?}");
-    Ok(())
+    // The root CA publisher puts its ConfigMap back; nothing else returns.
+    let mut names = String::new();
+    for _ in 0..100 {
+        names = c.ok(&["get", "configmaps", "-n", "e2e", "-o", "name"])?;
+        if names.trim() == "configmap/kube-root-ca.crt" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("configmaps after delete --all: {names:?}")
 }
 
 fn explain(c: &Cluster) -> Result<()> {
@@ -476,6 +511,9 @@ fn raw_requests(c: &Cluster) -> Result<()> {
 #[test]
 fn a_restarted_server_keeps_its_objects_and_expires_older_watches() -> Result<()> {
     let cluster = Cluster::start(false)?;
+    // The controller manager's first writes (each bootstrap namespace's `default`
+    // ServiceAccount and CA ConfigMap) come before `kept`, which is then the newest write.
+    bootstrap_objects_exist(&cluster)?;
     let path = cluster.manifest(
         "kept.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: default\n",
@@ -510,11 +548,20 @@ fn a_restarted_server_keeps_its_objects_and_expires_older_watches() -> Result<()
             && event["object"]["reason"] == "Expired",
         "{event}"
     );
+    // From the restarted server's own current version, a watch is quiet. (Not from `version`:
+    // the first server released its leader-election Leases after it, writes older than the
+    // new cache.)
+    let list: serde_json::Value = serde_json::from_str(&cluster.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+    ])?)?;
+    let current = list["metadata"]["resourceVersion"].as_str().context("no list version")?;
     let quiet = cluster.ok(&[
         "get",
         "--raw",
         &format!(
-            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={version}&timeoutSeconds=1"
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={current}&timeoutSeconds=1"
         ),
     ])?;
     ensure!(quiet.is_empty(), "events after the current version: {quiet}");
@@ -543,9 +590,12 @@ fn namespace_deletion(c: &Cluster) -> Result<()> {
         "{refused}"
     );
     // The deployment went; the held ConfigMap waits for its finalizer, and the namespace for it.
+    // The namespace controller starts deleting content 5 s after the namespace's deletion, as
+    // upstream's does.
     let deployments = c.run(&["get", "deployments", "-n", "e2e", "-o", "name"])?;
     let mut gone = deployments.stdout.trim().is_empty();
-    for _ in 0..50 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         if gone {
             break;
         }
@@ -599,13 +649,15 @@ fn shared_storage(c: &Cluster) -> Result<()> {
          regarding: {kind: Deployment, name: web, namespace: e2e}\n",
     )?;
     c.ok(&["create", "-f", &event])?;
+    // Only this Event: the scheduler writes others about the Deployment's pods.
     let core = c.ok(&[
         "get",
-        "events",
+        "event",
+        "web.1",
         "-n",
         "e2e",
         "-o",
-        "jsonpath={.items[0].apiVersion} {.items[0].message} {.items[0].involvedObject.name}",
+        "jsonpath={.apiVersion} {.message} {.involvedObject.name}",
     ])?;
     ensure!(core == "v1 it works web", "as a core Event: {core}");
     let table = c.ok(&["get", "events.events.k8s.io", "-n", "e2e"])?;
@@ -654,6 +706,20 @@ fn an_older_kubectl_works() -> Result<()> {
 
 /// A write to the main resource never changes status, a write to `/status` changes only
 /// status; a delete records its propagation policy as a finalizer.
+/// The status subresource and deletion propagation as the API server alone implements them:
+/// no controller manager runs here, so no controller writes a Deployment's status and no
+/// garbage collector removes the propagation finalizers.
+#[test]
+fn status_and_propagation_without_controllers() -> Result<()> {
+    let c = Cluster::start_with(&["--disable-controller-manager"])?;
+    let namespace = c.manifest("namespace.yaml", NAMESPACE)?;
+    c.ok(&["create", "-f", &namespace])?;
+    let app = c.manifest("app.yaml", APP)?;
+    c.ok(&["create", "-f", &app])?;
+    status_and_propagation(&c)?;
+    c.stop()
+}
+
 fn status_and_propagation(c: &Cluster) -> Result<()> {
     let deployment = ["deployment", "web", "-n", "e2e"];
     let merge = |patch: &str, extra: &[&str]| -> Result<String> {
@@ -691,9 +757,8 @@ fn status_and_propagation(c: &Cluster) -> Result<()> {
         "--cascade=foreground",
         "--wait=false",
     ])?;
-    // The propagation policy is recorded as the `foregroundDeletion` finalizer; the garbage
-    // collector removes it at once (there are no dependents), and the object waits for the
-    // other finalizer.
+    // The propagation policy is recorded as the `foregroundDeletion` finalizer (with no
+    // controller manager here, no garbage collector removes it).
     let deleting = c.ok(&[
         "get",
         "configmap",
@@ -704,11 +769,16 @@ fn status_and_propagation(c: &Cluster) -> Result<()> {
         "jsonpath={.metadata.deletionTimestamp}",
     ])?;
     ensure!(!deleting.is_empty(), "no deletionTimestamp");
-    c.wait_for_field(
-        &["configmap", "propagated", "-n", "e2e"],
-        "{.metadata.finalizers}",
-        r#"["example.com/hold"]"#,
-    )?;
+    let finalizers = c.ok(&[
+        "get",
+        "configmap",
+        "propagated",
+        "-n",
+        "e2e",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ])?;
+    ensure!(finalizers == r#"["example.com/hold","foregroundDeletion"]"#, "{finalizers}");
     c.release("propagated")?;
     c.fails(&["get", "configmap", "propagated", "-n", "e2e"])?;
     Ok(())

@@ -12,7 +12,9 @@ use support::Cluster;
 
 #[test]
 fn every_way_kubectl_writes() -> Result<()> {
-    let c = Cluster::start(false)?;
+    // The API server's own behaviour: no controller manager overwrites the statuses this test
+    // writes by hand (a PodDisruptionBudget's, for eviction).
+    let c = Cluster::start_with(&["--disable-controller-manager"])?;
     creates(&c).context("create <kind>")?;
     client_side_apply(&c).context("client-side apply")?;
     server_side_apply(&c).context("server-side apply")?;

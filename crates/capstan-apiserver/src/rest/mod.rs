@@ -4,7 +4,6 @@
 
 mod admission;
 mod duplicates;
-pub(crate) mod namespaces;
 mod read;
 mod reviews;
 mod subresources;

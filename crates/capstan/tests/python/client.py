@@ -1,9 +1,11 @@
-"""The Python `kubernetes` client against a Capstan server: create, JSON patch, strategic
+"""The Python `kubernetes` client against a Capstan server: the CA ConfigMap the controller
+manager publishes in a new namespace, create, JSON patch, strategic
 merge patch (Service ports merged by port), server-side apply twice (idempotent) and
 delete-collection by label. Usage: client.py KUBECONFIG. Exits non-zero on the first
 failed expectation."""
 
 import sys
+import time
 
 from kubernetes import client, config, dynamic
 
@@ -19,6 +21,14 @@ def expect(condition, message):
 
 
 core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+
+# The controller manager publishes the cluster CA in every new namespace.
+for _ in range(100):
+    names = [c.metadata.name for c in core.list_namespaced_config_map(NS).items]
+    if names == ["kube-root-ca.crt"]:
+        break
+    time.sleep(0.1)
+expect(names == ["kube-root-ca.crt"], f"configmaps of a new namespace: {names}")
 
 # create, then a JSON patch (a list body is sent as application/json-patch+json).
 core.create_namespaced_config_map(
@@ -80,5 +90,5 @@ for name, labels in [("x1", {"group": "x"}), ("x2", {"group": "x"}), ("y1", {"gr
     )
 core.delete_collection_namespaced_config_map(NS, label_selector="group=x")
 left = sorted(c.metadata.name for c in core.list_namespaced_config_map(NS).items)
-expect(left == ["applied", "cfg", "y1"], f"after delete-collection: {left}")
+expect(left == ["applied", "cfg", "kube-root-ca.crt", "y1"], f"after delete-collection: {left}")
 print("ok")

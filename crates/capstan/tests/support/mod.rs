@@ -64,6 +64,25 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`...) to the server's pid.
+    pub(crate) fn signal(&self, name: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// The log lines printed since the last look, without waiting for more.
+    pub(crate) fn lines_so_far(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     /// Sends SIGTERM and returns whether the server exited cleanly.
     pub(crate) fn terminate(mut self) -> Result<bool> {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
@@ -107,19 +126,32 @@ pub(crate) struct Run {
 
 impl Cluster {
     pub(crate) fn start(on_etcd: bool) -> Result<Self> {
+        if !on_etcd {
+            return Cluster::start_with(&[]);
+        }
+        let etcd = capstan_testkit::EtcdServer::start()?;
+        let mut cluster =
+            Cluster::start_with(&["--datastore-endpoint", &format!("etcd://{}", etcd.endpoint())])?;
+        cluster._etcd = Some(etcd);
+        Ok(cluster)
+    }
+
+    /// A server with a data dir and port of its own and these extra flags (a datastore that
+    /// other servers share, for one), once it is ready.
+    pub(crate) fn start_with(extra: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut args = isolated(dir.path());
-        let etcd = if on_etcd {
-            let etcd = capstan_testkit::EtcdServer::start()?;
-            args.extend(["--datastore-endpoint".into(), format!("etcd://{}", etcd.endpoint())]);
-            Some(etcd)
-        } else {
-            None
-        };
-        let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let args = isolated(dir.path());
+        let args: Vec<&str> =
+            args.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+        let server = Server::start(&args)?;
         server.wait_for("API server ready")?;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        Ok(Cluster { dir, kubeconfig, server: Some(server), _etcd: etcd })
+        Ok(Cluster { dir, kubeconfig, server: Some(server), _etcd: None })
+    }
+
+    /// The running server.
+    pub(crate) fn server(&self) -> Result<&Server> {
+        self.server.as_ref().context("no server")
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
