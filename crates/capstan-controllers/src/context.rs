@@ -51,3 +51,15 @@ impl Context {
         Recorder::new(self.client.clone(), controller)
     }
 }
+
+/// An error and its causes, `: `-separated, for a log line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -41,7 +41,7 @@ impl Backoff {
         error: &dyn std::error::Error,
     ) -> Action {
         let delay = self.failed(key);
-        tracing::warn!(controller, error = %error_chain(error), retry_in = ?delay, "reconcile failed");
+        tracing::warn!(controller, error = %crate::context::error_chain(error), retry_in = ?delay, "reconcile failed");
         Action::requeue(delay)
     }
 
@@ -56,18 +56,6 @@ fn delay_after(previous: u32) -> Duration {
     // 2^18 × 5 ms already exceeds the cap, so larger exponents need not be computed.
     let factor = 1u32 << previous.min(18);
     BASE.saturating_mul(factor).min(MAX)
-}
-
-/// An error with its causes, for a log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

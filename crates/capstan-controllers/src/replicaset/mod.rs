@@ -112,17 +112,7 @@ fn api_message(error: &kube::Error) -> String {
     }
 }
 
-/// An error and its causes, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use crate::context::error_chain as chain;
 
 /// `ReplicaSet namespace/name`, for logs and errors.
 fn owner_label<K: Replicated>(owner: &K) -> String {
