@@ -12,7 +12,7 @@ use capstan_kube::events::{EventType, Recorder, reference_to};
 use capstan_kube::selector;
 use capstan_scheduler::framework::{selectors, taints};
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const HASH_LABEL: &str = "controller-revision-hash";
+use crate::revisions::{self, HASH_LABEL};
 
 struct Ctx {
     context: Arc<Context>,
@@ -219,7 +219,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, DaemonSe
     let canonical = serde_json::to_string(&spec.template).unwrap_or_default();
     let hash =
         template_hash(&canonical, ds.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0));
-    record_revision(&ctx, &ds, &hash).await.map_err(failed("recording the revision"))?;
+    revisions::record(&client, &namespace, &owner_reference(&ds), &spec.template, &hash)
+        .await
+        .map_err(failed("recording the revision"))?;
 
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in &pods {
@@ -390,56 +392,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, DaemonSe
     } else {
         60
     })))
-}
-
-/// Makes sure a ControllerRevision `<ds>-<hash>` holds this template, newest revision number
-/// if it is the current one (a rollback to an old template renumbers it, as upstream).
-async fn record_revision(ctx: &Ctx, ds: &DaemonSet, hash: &str) -> Result<(), kube::Error> {
-    let namespace = ds.metadata.namespace.clone().unwrap_or_default();
-    let name = ds.metadata.name.clone().unwrap_or_default();
-    let api: Api<ControllerRevision> = Api::namespaced(ctx.context.client.clone(), &namespace);
-    let uid = ds.metadata.uid.clone().unwrap_or_default();
-    let owned: Vec<ControllerRevision> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| r.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
-        .collect();
-    let revision_name = format!("{name}-{hash}");
-    let newest = owned.iter().map(|r| r.revision).max().unwrap_or(0);
-    match owned.iter().find(|r| r.metadata.name.as_deref() == Some(revision_name.as_str())) {
-        Some(existing) if existing.revision == newest => Ok(()),
-        Some(_) => {
-            let patch = json!({"revision": newest + 1});
-            api.patch(&revision_name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ())
-        }
-        None => {
-            let template =
-                ds.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or(Value::Null));
-            let mut data = json!({"spec": {"template": template}});
-            data["spec"]["template"]["$patch"] = json!("replace");
-            let mut labels = ds
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.metadata.as_ref())
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default();
-            labels.insert(HASH_LABEL.into(), hash.to_owned());
-            let revision: ControllerRevision = serde_json::from_value(json!({
-                "metadata": {"name": revision_name, "namespace": namespace, "labels": labels,
-                    "ownerReferences": [owner_reference(ds)]},
-                "data": data, "revision": newest + 1,
-            }))
-            .map_err(kube::Error::SerdeError)?;
-            match api.create(&PostParams::default(), &revision).await {
-                Ok(_) | Err(kube::Error::Api(_)) => Ok(()),
-                Err(error) => Err(error),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

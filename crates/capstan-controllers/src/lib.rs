@@ -14,8 +14,10 @@ mod namespace;
 mod node_ipam;
 mod pod_gc;
 mod replicaset;
+mod revisions;
 mod root_ca;
 mod serviceaccount;
+mod statefulset;
 
 pub use context::{Context, ControllerManagerConfig};
 
@@ -37,6 +39,7 @@ pub async fn run(
         tokio::spawn(garbage_collector::run(Arc::clone(&context))),
         tokio::spawn(deployment::run(Arc::clone(&context))),
         tokio::spawn(daemonset::run(Arc::clone(&context))),
+        tokio::spawn(statefulset::run(Arc::clone(&context))),
         tokio::spawn(disruption::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
