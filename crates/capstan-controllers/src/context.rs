@@ -14,16 +14,21 @@ pub struct ControllerManagerConfig {
     pub node_cidr_mask_size: u8,
     /// Terminated pods beyond this many are deleted, oldest first (0: never).
     pub terminated_pod_gc_threshold: usize,
+    /// How long a node's kubelet may go without renewing its Lease or posting its Ready
+    /// heartbeat before the node counts as unreachable (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 impl Default for ControllerManagerConfig {
-    /// k3s's defaults: pods in 10.42.0.0/16, a /24 per node; upstream's 12,500 terminated pods.
+    /// k3s's defaults: pods in 10.42.0.0/16, a /24 per node; upstream's 12,500 terminated pods
+    /// and 50 s node monitor grace period.
     fn default() -> Self {
         ControllerManagerConfig {
             root_ca_pem: String::new(),
             cluster_cidr: "10.42.0.0/16".into(),
             node_cidr_mask_size: 24,
             terminated_pod_gc_threshold: 12_500,
+            node_monitor_grace_period: std::time::Duration::from_secs(50),
         }
     }
 }

@@ -6,18 +6,23 @@
 //! leader-election lease can bound its term.
 
 mod context;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
 mod garbage_collector;
+mod job;
 mod namespace;
 mod node_ipam;
+mod node_lifecycle;
 mod pod_gc;
 mod replicaset;
 mod revisions;
 mod root_ca;
 mod serviceaccount;
 mod statefulset;
+mod taint_eviction;
+mod ttl_after_finished;
 
 pub use context::{Context, ControllerManagerConfig};
 
@@ -43,6 +48,11 @@ pub async fn run(
         tokio::spawn(disruption::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
+        tokio::spawn(node_lifecycle::run(Arc::clone(&context))),
+        tokio::spawn(taint_eviction::run(Arc::clone(&context))),
+        tokio::spawn(job::run(Arc::clone(&context))),
+        tokio::spawn(cronjob::run(Arc::clone(&context))),
+        tokio::spawn(ttl_after_finished::run(Arc::clone(&context))),
     ];
     tracing::info!(controllers = controllers.len(), "controller manager started");
     until.await;

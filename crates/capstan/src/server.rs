@@ -62,6 +62,11 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
 
+    /// Seconds a node's kubelet may go without renewing its Lease or posting its Ready
+    /// heartbeat before the node counts as unreachable (advanced: tests shorten it).
+    #[arg(long, default_value_t = 50, value_name = "SECONDS", hide = true)]
+    node_monitor_grace_period: u64,
+
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
     #[allow(dead_code, reason = "read before parsing, by crate::config")]
@@ -149,6 +154,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let config = ControllerManagerConfig {
             root_ca_pem: tls.ca_cert.clone(),
             cluster_cidr: args.cluster_cidr.clone(),
+            node_monitor_grace_period: std::time::Duration::from_secs(
+                args.node_monitor_grace_period,
+            ),
             ..ControllerManagerConfig::default()
         };
         components.push(tokio::spawn(run_as_leader(elector, election, until, move |lost| {

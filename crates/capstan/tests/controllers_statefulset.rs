@@ -89,9 +89,30 @@ fn stateful_sets_keep_order_and_identity() -> Result<()> {
 
     c.ok(&["set", "image", "statefulset/db", "-n", "s", "db=busybox:2"])?;
     rolled_out(&c)?;
-    let images =
-        c.ok(&["get", "pods", "-n", "s", "-o", "jsonpath={.items[*].spec.containers[0].image}"])?;
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "s",
+        "-l",
+        "app=db",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ])?;
     ensure!(images == "busybox:2 busybox:2 busybox:2", "images: {images}");
+
+    let path = c.manifest("vol.yaml", SET_WITH_CLAIMS)?;
+    c.ok(&["create", "-f", &path])?;
+    c.wait_for_field(
+        &["pvc", "data-vol-0", "-n", "s"],
+        "{.spec.resources.requests.storage}",
+        "1Gi",
+    )?;
+    c.wait_for_field(
+        &["pod", "vol-0", "-n", "s"],
+        "{.spec.volumes[?(@.name==\"data\")].persistentVolumeClaim.claimName}",
+        "data-vol-0",
+    )?;
     c.stop()
 }
 

@@ -13,11 +13,13 @@
 //!
 //! - `lifecycle`: initial status, status kept on update, generation;
 //! - `defaults`: per-kind defaults, pod specs in every template;
+//! - `default_tolerations`: the DefaultTolerationSeconds admission (pods only);
 //! - `validate`: per-kind validation and immutable fields;
 //! - `selectors`: field selectors.
 
 mod access;
 mod base64;
+mod default_tolerations;
 mod defaults;
 mod lifecycle;
 mod selectors;
@@ -33,15 +35,30 @@ use serde_json::Value;
 /// Clears what a create may not set: `status` of kinds with a status subresource (some
 /// kinds start with an initial status instead, such as a Pod's `phase: Pending`), and sets
 /// `metadata.generation` to 1 for kinds that track it.
+///
+/// Pods also get the DefaultTolerationSeconds admission's tolerations here.
 pub fn prepare_for_create(resource: &ResourceType, object: &mut Value) {
+    if is_pod(resource) {
+        default_tolerations::add(object);
+    }
     lifecycle::prepare_for_create(resource, object);
 }
 
 /// Keeps the stored `status` when the main resource of a kind with a status subresource is
 /// updated: an update never changes status. `metadata.generation` stays the stored one, plus
 /// one when a kind that tracks it had its spec changed.
+///
+/// Pods get the DefaultTolerationSeconds admission's tolerations again (before the generation
+/// is counted), as upstream's admission runs on updates too.
 pub fn prepare_for_update(resource: &ResourceType, object: &mut Value, old: &Value) {
+    if is_pod(resource) {
+        default_tolerations::add(object);
+    }
     lifecycle::prepare_for_update(resource, object, old);
+}
+
+fn is_pod(resource: &ResourceType) -> bool {
+    resource.group.is_empty() && resource.kind == "Pod"
 }
 
 /// Fills the defaults upstream's defaulting functions fill.

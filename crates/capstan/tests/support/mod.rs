@@ -154,6 +154,17 @@ impl Cluster {
         self.server.as_ref().context("no server")
     }
 
+    /// A server on the embedded datastore, started with these extra `capstan server` flags.
+    pub(crate) fn start_with_flags(flags: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut args = isolated(dir.path());
+        args.extend(flags.iter().map(|flag| (*flag).to_owned()));
+        let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        server.wait_for("API server ready")?;
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        Ok(Cluster { dir, kubeconfig, server: Some(server), _etcd: None })
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("/usr/bin/kubectl");
         command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
@@ -239,6 +250,16 @@ impl Cluster {
 /// A running `capstan sim-nodes`, killed by pid when dropped.
 pub(crate) struct SimNodes {
     child: Child,
+}
+
+impl SimNodes {
+    /// Kills the simulator with SIGKILL, as a machine that loses power: its nodes stop
+    /// renewing their Leases and posting status at once.
+    pub(crate) fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 impl Drop for SimNodes {
