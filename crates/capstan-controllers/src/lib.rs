@@ -10,6 +10,8 @@ mod cronjob;
 mod daemonset;
 mod deployment;
 mod disruption;
+mod endpoints;
+mod endpointslice;
 mod garbage_collector;
 mod job;
 mod namespace;
@@ -19,6 +21,8 @@ mod pod_gc;
 mod replicaset;
 mod revisions;
 mod root_ca;
+mod service_endpoints;
+mod service_triggers;
 mod serviceaccount;
 mod statefulset;
 mod taint_eviction;
@@ -53,6 +57,8 @@ pub async fn run(
         tokio::spawn(job::run(Arc::clone(&context))),
         tokio::spawn(cronjob::run(Arc::clone(&context))),
         tokio::spawn(ttl_after_finished::run(Arc::clone(&context))),
+        tokio::spawn(endpoints::run(Arc::clone(&context))),
+        tokio::spawn(endpointslice::run(Arc::clone(&context))),
     ];
     tracing::info!(controllers = controllers.len(), "controller manager started");
     until.await;

@@ -6,3 +6,4 @@
 pub mod events;
 pub mod leader;
 pub mod selector;
+pub mod store;

@@ -533,8 +533,7 @@ async fn reconcile(
     cron_job: Arc<CronJob>,
     controller: Arc<CronJobController>,
 ) -> Result<Action, CronJobError> {
-    // Fails only if the Job watch is gone, when the controller is shutting down anyway.
-    let _ = controller.jobs.wait_until_ready().await;
+    capstan_kube::store::ready(&controller.jobs).await;
     let children = controller.children(&cron_job);
     let mut updated = (*cron_job).clone();
     let cleaned = controller.clean_up_finished(&mut updated, &children).await;

@@ -717,8 +717,7 @@ fn describe(error: &kube::Error) -> String {
 
 /// Syncs one Job: the steps of `sync.rs`, with the API calls between them.
 async fn reconcile(job: Arc<Job>, controller: Arc<JobController>) -> Result<Action, JobError> {
-    // Fails only if the pod watch is gone, when the controller is shutting down anyway.
-    let _ = controller.pods.wait_until_ready().await;
+    capstan_kube::store::ready(&controller.pods).await;
     let job = controller.freshest(job);
     let key = key_of(&job.metadata);
     if is_finished(&job) {
@@ -867,9 +866,8 @@ async fn release_orphans(
     controller: Arc<JobController>,
     mut orphaned: mpsc::UnboundedReceiver<ObjectRef<Pod>>,
 ) {
-    // Both fail only if their watch is gone, when the controller is shutting down anyway.
-    let _ = controller.jobs.wait_until_ready().await;
-    let _ = controller.pods.wait_until_ready().await;
+    capstan_kube::store::ready(&controller.jobs).await;
+    capstan_kube::store::ready(&controller.pods).await;
     while let Some(reference) = orphaned.recv().await {
         let Some(pod) = controller.pods.get(&reference) else { continue };
         if !has_tracking_finalizer(&pod) {

@@ -182,9 +182,9 @@ impl Lifecycle {
     /// deciding on part of the picture could declare healthy nodes silent.
     async fn monitor_loop(self: Arc<Self>) {
         let _ = tokio::join!(
-            self.nodes.wait_until_ready(),
-            self.leases.wait_until_ready(),
-            self.pods.wait_until_ready()
+            capstan_kube::store::ready(&self.nodes),
+            capstan_kube::store::ready(&self.leases),
+            capstan_kube::store::ready(&self.pods)
         );
         tracing::info!(grace = ?self.grace, "node lifecycle: monitoring node health");
         let mut ticks = tokio::time::interval(MONITOR_PERIOD);
@@ -574,7 +574,7 @@ impl Lifecycle {
 
     /// Works the taint queues every taint period.
     async fn taint_loop(self: Arc<Self>) {
-        let _ = self.nodes.wait_until_ready().await;
+        capstan_kube::store::ready(&self.nodes).await;
         let mut ticks = tokio::time::interval(TAINT_PERIOD);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

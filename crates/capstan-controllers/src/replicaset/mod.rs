@@ -175,9 +175,8 @@ impl<K: Replicated> Instance<K> {
     async fn run(self) {
         let Instance { shared, owner_writer, triggers } = self;
         // Syncing before every pod is known would count too few pods and create duplicates.
-        if shared.pods.wait_until_ready().await.is_err() {
-            return;
-        }
+        // Both kinds wait on the one pod store: `store::ready` wakes every waiter.
+        capstan_kube::store::ready(&shared.pods).await;
         let expectations = Arc::clone(&shared.expectations);
         let owners =
             watcher::watcher(Api::<K>::all(shared.client.clone()), watcher::Config::default())
