@@ -19,6 +19,7 @@ mod node_ipam;
 mod node_lifecycle;
 mod pod_gc;
 mod replicaset;
+mod resource_quota;
 mod revisions;
 mod root_ca;
 mod service_endpoints;
@@ -50,6 +51,7 @@ pub async fn run(
         tokio::spawn(daemonset::run(Arc::clone(&context))),
         tokio::spawn(statefulset::run(Arc::clone(&context))),
         tokio::spawn(disruption::run(Arc::clone(&context))),
+        tokio::spawn(resource_quota::run(Arc::clone(&context))),
         tokio::spawn(node_ipam::run(Arc::clone(&context))),
         tokio::spawn(pod_gc::run(Arc::clone(&context))),
         tokio::spawn(node_lifecycle::run(Arc::clone(&context))),

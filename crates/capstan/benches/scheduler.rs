@@ -1,5 +1,6 @@
 //! `cargo xtask bench scheduler`: the scheduler at scale on one machine. A `capstan server`
-//! (embedded datastore) and `capstan sim-nodes` registering 1,000 hollow nodes; then 10,000
+//! (embedded datastore, no controller manager, as upstream's scheduler_perf runs the
+//! scheduler alone) and `capstan sim-nodes` registering 1,000 hollow nodes; then 10,000
 //! pods created as fast as the API takes them (32 clients). It prints the pods/s from the first
 //! creation to the last binding, the per-pod latency from creation to binding (p50/p99, as a
 //! watching client sees it) and the scheduler's own attempt latency (its
@@ -80,9 +81,9 @@ fn server_args(dir: &Path) -> Vec<String> {
         "0",
         "--bind-address",
         "127.0.0.1",
-        // A /24 per node for 1,000 nodes: the default /16 holds 256.
-        "--cluster-cidr",
-        "10.0.0.0/8",
+        // As upstream's scheduler_perf: the API server and the scheduler, no controller
+        // manager (it has nothing to do here, and its watches would be measured too).
+        "--disable-controller-manager",
     ]
     .iter()
     .map(|s| s.to_string())
