@@ -40,6 +40,13 @@ fn one_leader_among_servers_on_one_etcd() -> Result<()> {
     second.ok(&["create", "namespace", "le"])?;
     create_pod(&second, "before")?;
     wait_running(&second, "before")?;
+    // A ReplicaSet the controller manager keeps at 3 pods through the handover.
+    let replica_set = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: keep, namespace: le}\n\
+        spec:\n  replicas: 3\n  selector: {matchLabels: {app: keep}}\n  template:\n    \
+        metadata: {labels: {app: keep}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
+    let path = second.manifest("keep.yaml", replica_set)?;
+    second.ok(&["create", "-f", &path])?;
+    second.wait_for_field(&["rs", "keep", "-n", "le"], "{.status.readyReplicas}", "3")?;
 
     // Freeze the leader. The second server takes both Leases once their records have not
     // changed for the lease duration (15 s) on its own clock: at most a retry period (2 s)
@@ -48,6 +55,9 @@ fn one_leader_among_servers_on_one_etcd() -> Result<()> {
     let frozen_at = Timestamp::now();
     first.server()?.signal("STOP")?;
     create_pod(&second, "during")?;
+    // A pod of the ReplicaSet goes while the leader is frozen: the new leader replaces it.
+    let victim = second.ok(&["get", "pods", "-n", "le", "-l", "app=keep", "-o", "jsonpath={.items[0].metadata.name}"])?;
+    second.ok(&["delete", "pod", &victim, "-n", "le", "--wait=false"])?;
     let second_ids = wait_for_leases(second.server()?, "acquired lease")?;
     for lease in LEASES {
         ensure!(holder(&second, lease)? == second_ids[lease], "{lease} is not held by the second");
@@ -78,6 +88,24 @@ fn one_leader_among_servers_on_one_etcd() -> Result<()> {
         !relapses.iter().any(|line| line.contains("acquired lease")),
         "the first server took a lease back: {relapses:#?}"
     );
+
+    // The ReplicaSet has its 3 pods, and exactly 4 were ever created (3, then 1 to replace
+    // the deleted one): neither leader created duplicates around the handover.
+    second.wait_for_field(&["rs", "keep", "-n", "le"], "{.status.readyReplicas}", "3")?;
+    let live = second.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "le",
+        "-l",
+        "app=keep",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}/{.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ])?;
+    ensure!(live.lines().filter(|l| l.ends_with('/')).count() == 3, "replica set pods: {live}");
+    let creations = second.ok(&["get", "events", "-n", "le", "-o", "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}"])?;
+    let created = creations.lines().filter(|l| *l == "SuccessfulCreate/keep").count();
+    ensure!(created == 4, "{created} pods created for the replica set:\n{creations}");
 
     // Every pod was bound once, by one scheduler: one Scheduled event each, no repeats.
     let events = second.ok(&[
