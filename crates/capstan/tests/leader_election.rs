@@ -56,7 +56,16 @@ fn one_leader_among_servers_on_one_etcd() -> Result<()> {
     first.server()?.signal("STOP")?;
     create_pod(&second, "during")?;
     // A pod of the ReplicaSet goes while the leader is frozen: the new leader replaces it.
-    let victim = second.ok(&["get", "pods", "-n", "le", "-l", "app=keep", "-o", "jsonpath={.items[0].metadata.name}"])?;
+    let victim = second.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "le",
+        "-l",
+        "app=keep",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])?;
     second.ok(&["delete", "pod", &victim, "-n", "le", "--wait=false"])?;
     let second_ids = wait_for_leases(second.server()?, "acquired lease")?;
     for lease in LEASES {
@@ -103,7 +112,14 @@ fn one_leader_among_servers_on_one_etcd() -> Result<()> {
         "jsonpath={range .items[*]}{.metadata.name}/{.metadata.deletionTimestamp}{\"\\n\"}{end}",
     ])?;
     ensure!(live.lines().filter(|l| l.ends_with('/')).count() == 3, "replica set pods: {live}");
-    let creations = second.ok(&["get", "events", "-n", "le", "-o", "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}"])?;
+    let creations = second.ok(&[
+        "get",
+        "events",
+        "-n",
+        "le",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}/{.involvedObject.name}{\"\\n\"}{end}",
+    ])?;
     let created = creations.lines().filter(|l| *l == "SuccessfulCreate/keep").count();
     ensure!(created == 4, "{created} pods created for the replica set:\n{creations}");
 
