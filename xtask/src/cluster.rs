@@ -58,12 +58,14 @@ Try it:
   KUBECONFIG={kubeconfig} kubectl create -f your-manifest.yaml
   KUBECONFIG={kubeconfig} kubectl get all -A
 
-What runs today: the datastore (embedded SQLite at {data}/server/db/state.db) and the API
-server: every built-in kind can be created, read, listed, watched, updated, merge-patched and
-deleted. No scheduler, controllers or kubelet yet, so pods are stored but do not run.",
+What runs today: the datastore (embedded SQLite at {data}/server/db/state.db), the API server,
+the scheduler and the controller manager (Deployments, StatefulSets, DaemonSets, Jobs, ...).
+No kubelet yet: pods are scheduled but run only on hollow nodes, e.g.
+  {binary} sim-nodes --count 3 --kubeconfig {kubeconfig}",
         data = data_dir.display(),
         log = log_path.display(),
         data_flag = default_flag(data_dir),
+        binary = binary.display(),
     );
     Ok(())
 }
