@@ -68,3 +68,19 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// The reference a controller puts on what it owns: `controller` and `blockOwnerDeletion`
+/// set (so foreground deletion waits for the dependent). Default (empty) only for an object
+/// without name or uid, which objects read from the API always have.
+pub(crate) fn controller_reference<K>(
+    owner: &K,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let reference = owner.controller_owner_ref(&()).unwrap_or_default();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        block_owner_deletion: Some(true),
+        ..reference
+    }
+}

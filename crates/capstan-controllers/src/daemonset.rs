@@ -7,14 +7,15 @@
 //! node by node within `maxUnavailable` (OnDelete leaves them).
 
 use crate::Context;
+use crate::context::controller_reference;
 use crate::deployment::template_hash;
+use crate::pod_conditions::is_ready;
 use capstan_kube::events::{EventType, Recorder, reference_to};
 use capstan_kube::selector;
 use capstan_scheduler::framework::{selectors, taints};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -99,7 +100,7 @@ fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Option<Pod> {
     pod["metadata"]["generateName"] = json!(format!("{name}-"));
     pod["metadata"]["namespace"] = json!(ds.metadata.namespace);
     pod["metadata"]["labels"][HASH_LABEL] = json!(hash);
-    pod["metadata"]["ownerReferences"] = json!([owner_reference(ds)]);
+    pod["metadata"]["ownerReferences"] = json!([controller_reference(ds)]);
     let mut tolerations: Vec<Value> =
         pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
     for extra in daemon_tolerations() {
@@ -115,33 +116,19 @@ fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Option<Pod> {
     serde_json::from_value(pod).ok()
 }
 
-fn owner_reference(ds: &DaemonSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "DaemonSet".into(),
-        name: ds.metadata.name.clone().unwrap_or_default(),
-        uid: ds.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// Whether the daemon set should run on the node: selector, affinity and taints.
 fn should_run(ds: &DaemonSet, node: &Node) -> bool {
-    let Some(pod) = pod_for(ds, "", node.metadata.name.as_deref().unwrap_or_default()) else {
+    let Some(template) = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
         return false;
     };
-    let mut probe = pod.clone();
-    if let (Some(spec), Some(template)) =
-        (probe.spec.as_mut(), ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()))
-    {
-        // Judge by the template's own affinity, not the one pinning the pod to this node.
-        spec.affinity = template.affinity.clone();
-    }
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    let node_taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    // The template's own selector and affinity decide, not the affinity pinning a daemon
+    // pod to its node; its tolerations count with the daemon tolerations added.
+    let probe = Pod { spec: Some(template.clone()), ..Pod::default() };
+    let mut tolerations = template.tolerations.clone().unwrap_or_default();
+    tolerations.extend(daemon_tolerations());
+    let node_taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
     selectors::pod_matches_node(&probe, node)
-        && taints::first_untolerated(&node_taints, &tolerations, &["NoSchedule", "NoExecute"])
+        && taints::first_untolerated(node_taints, &tolerations, &["NoSchedule", "NoExecute"])
             .is_none()
 }
 
@@ -167,12 +154,6 @@ fn target_node(pod: &Pod) -> Option<String> {
         .as_ref()?
         .first()
         .cloned()
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
-        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 fn phase(pod: &Pod) -> &str {
@@ -219,9 +200,15 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, DaemonSe
     let canonical = serde_json::to_string(&spec.template).unwrap_or_default();
     let hash =
         template_hash(&canonical, ds.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0));
-    revisions::record(&client, &namespace, &owner_reference(&ds), &spec.template, &hash)
-        .await
-        .map_err(failed("recording the revision"))?;
+    revisions::record(
+        &client,
+        &namespace,
+        &controller_reference(ds.as_ref()),
+        &spec.template,
+        &hash,
+    )
+    .await
+    .map_err(failed("recording the revision"))?;
 
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in &pods {

@@ -5,6 +5,7 @@
 //! deleted; `disruptionsAllowed` is how many more may go.
 
 use crate::Context;
+use crate::pod_conditions::is_ready;
 use capstan_kube::selector;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
@@ -91,12 +92,6 @@ fn desired_healthy(
         (None, Some(max)) => (scale, (scale - scaled_up(max, scale)).max(0)),
         (None, None) => (pods, 0),
     }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
-        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 async fn reconcile(

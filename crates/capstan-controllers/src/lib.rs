@@ -17,6 +17,7 @@ mod job;
 mod namespace;
 mod node_ipam;
 mod node_lifecycle;
+mod pod_conditions;
 mod pod_gc;
 mod replicaset;
 mod resource_quota;

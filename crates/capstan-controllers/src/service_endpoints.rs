@@ -13,12 +13,13 @@
 //!   is removed from what is written, as upstream does when it has no trigger time;
 //! - topology hints and traffic distribution are not implemented: written slices carry none.
 
+use crate::context::controller_reference;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort as CoreEndpointPort, EndpointSubset, Endpoints, ObjectReference,
     Pod, Service, ServicePort,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -95,11 +96,7 @@ fn service_ports(service: &Service) -> &[ServicePort] {
     service.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default()
 }
 
-/// Whether the pod's Ready condition is True.
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
-    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-}
+pub(crate) use crate::pod_conditions::is_ready;
 
 fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -619,17 +616,6 @@ fn slice_labels(
     (labels, changed)
 }
 
-fn owner_reference(service: &Service) -> OwnerReference {
-    OwnerReference {
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        name: service.metadata.name.clone().unwrap_or_default(),
-        uid: service.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// Whether the slice belongs to this Service rather than to an earlier one of the same name.
 fn owned_by(slice: &EndpointSlice, service: &Service) -> bool {
     let uid = service.metadata.uid.as_deref().unwrap_or_default();
@@ -656,7 +642,7 @@ fn new_slice(
             )),
             namespace: service.metadata.namespace.clone(),
             labels: Some(labels),
-            owner_references: Some(vec![owner_reference(service)]),
+            owner_references: Some(vec![controller_reference(service)]),
             ..ObjectMeta::default()
         },
         address_type: address_type.as_str().into(),

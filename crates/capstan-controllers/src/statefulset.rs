@@ -10,13 +10,13 @@
 //! `kubectl rollout status` compares.
 
 use crate::Context;
+use crate::context::controller_reference;
 use crate::deployment::template_hash;
 use crate::revisions::{self, HASH_LABEL};
 use capstan_kube::events::{EventType, Recorder, reference_to};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -58,28 +58,15 @@ fn error_policy(_set: Arc<StatefulSet>, error: &StatefulSetError, _ctx: Arc<Ctx>
     Action::requeue(Duration::from_secs(5))
 }
 
-fn owner_reference(set: &StatefulSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "StatefulSet".into(),
-        name: set.metadata.name.clone().unwrap_or_default(),
-        uid: set.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The ordinal of a pod named `<set>-<n>`.
 fn ordinal(set_name: &str, pod: &Pod) -> Option<i32> {
     pod.metadata.name.as_deref()?.strip_prefix(set_name)?.strip_prefix('-')?.parse().ok()
 }
 
+/// Running and Ready: what OrderedReady waits for before the next ordinal.
 fn is_ready(pod: &Pod) -> bool {
-    let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    running
-        && pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|conditions| {
-            conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        && crate::pod_conditions::is_ready(pod)
 }
 
 fn revision_of(pod: &Pod) -> Option<&str> {
@@ -102,7 +89,7 @@ fn pod_for(set: &StatefulSet, revision: &str, ordinal: i32) -> Option<Pod> {
     pod["metadata"]["labels"][HASH_LABEL] = json!(revision);
     pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(name);
     pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
-    pod["metadata"]["ownerReferences"] = json!([owner_reference(set)]);
+    pod["metadata"]["ownerReferences"] = json!([controller_reference(set)]);
     pod["spec"]["hostname"] = json!(name);
     if let Some(service) = spec.service_name.as_deref().filter(|s| !s.is_empty()) {
         pod["spec"]["subdomain"] = json!(service);
@@ -219,7 +206,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, State
     let update_revision = revisions::record(
         &client,
         &namespace,
-        &owner_reference(&set),
+        &controller_reference(set.as_ref()),
         &spec.template,
         &update_hash,
     )

@@ -13,14 +13,13 @@ mod rollout;
 pub(crate) use rollout::template_hash;
 
 use crate::Context;
+use crate::context::controller_reference;
 use capstan_kube::events::{EventType, Recorder, reference_to};
 use capstan_kube::selector;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ObjectMeta, OwnerReference, Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -155,7 +154,7 @@ async fn owned_sets(
                 let labels = set.metadata.labels.clone().unwrap_or_default();
                 if set.metadata.deletion_timestamp.is_none() && selector::matches(wanted, &labels) {
                     let set_name = set.metadata.name.clone().unwrap_or_default();
-                    let patch = json!({"metadata": {"ownerReferences": [owner_reference(view.deployment)],
+                    let patch = json!({"metadata": {"ownerReferences": [controller_reference(view.deployment)],
                         "uid": set.metadata.uid}});
                     let adopted = view
                         .api
@@ -172,17 +171,6 @@ async fn owned_sets(
         (s.metadata.creation_timestamp.clone().map(|t| t.0), s.metadata.name.clone())
     });
     Ok(owned)
-}
-
-fn owner_reference(deployment: &Deployment) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "Deployment".into(),
-        name: deployment.metadata.name.clone().unwrap_or_default(),
-        uid: deployment.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
 }
 
 /// The template without the hash label, for comparing a set's template with the
@@ -270,7 +258,7 @@ async fn create_new_set(
     let set_name = format!("{}-{hash}", view.name);
     let set: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": set_name, "namespace": view.namespace, "labels": labels,
-            "annotations": annotations, "ownerReferences": [owner_reference(view.deployment)]},
+            "annotations": annotations, "ownerReferences": [controller_reference(view.deployment)]},
         "spec": {"replicas": 0, "minReadySeconds": view.deployment.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0),
             "selector": selector, "template": template},
     }))

@@ -437,7 +437,7 @@ impl JobController {
     async fn adopt(&self, job: &Job, pod: &Pod) -> Result<Option<Pod>, JobError> {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let patch = json!({"metadata": {
-            "ownerReferences": [template::controller_reference(job)],
+            "ownerReferences": [crate::context::controller_reference(job)],
             "uid": pod.metadata.uid,
             "finalizers": [TRACKING_FINALIZER],
         }});

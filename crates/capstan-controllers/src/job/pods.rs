@@ -50,9 +50,7 @@ fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
     Some(ready.last_transition_time.as_ref().map(|t| t.0))
 }
 
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
+pub(crate) use crate::pod_conditions::is_ready;
 
 /// When the pod finished: its last container's exit, else when it stopped being ready, else
 /// its deletion (minus the grace period), else its creation.

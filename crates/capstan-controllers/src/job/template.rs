@@ -6,25 +6,13 @@ use crate::job::indexes::COMPLETION_INDEX;
 use crate::job::pods::TRACKING_FINALIZER;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The environment variable through which a container learns its completion index.
 const INDEX_VARIABLE: &str = "JOB_COMPLETION_INDEX";
 
 /// Generated names add five random characters to a prefix of at most this length.
 const MAX_PREFIX: usize = 63 - 5;
-
-/// The controller reference every pod of a Job carries.
-pub(crate) fn controller_reference(job: &Job) -> OwnerReference {
-    OwnerReference {
-        api_version: "batch/v1".to_owned(),
-        kind: "Job".to_owned(),
-        name: job.metadata.name.clone().unwrap_or_default(),
-        uid: job.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
 
 /// A new pod of `job`, for completion `index` in an Indexed Job.
 pub(crate) fn new_pod(job: &Job, index: Option<i32>) -> Pod {
@@ -59,7 +47,7 @@ pub(crate) fn new_pod(job: &Job, index: Option<i32>) -> Pod {
             labels: (!labels.is_empty()).then_some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
             finalizers: Some(finalizers),
-            owner_references: Some(vec![controller_reference(job)]),
+            owner_references: Some(vec![crate::context::controller_reference(job)]),
             ..ObjectMeta::default()
         },
         spec: Some(spec),

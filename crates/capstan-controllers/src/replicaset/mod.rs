@@ -122,8 +122,8 @@ fn owner_label<K: Replicated>(owner: &K) -> String {
 /// The reference that makes `owner` a pod's controller, blocking the owner's foreground
 /// deletion until the pod is gone (`None` for an owner without name or uid).
 fn controller_reference<K: Replicated>(owner: &K) -> Option<OwnerReference> {
-    let reference = owner.controller_owner_ref(&())?;
-    Some(OwnerReference { block_owner_deletion: Some(true), ..reference })
+    owner.controller_owner_ref(&())?;
+    Some(crate::context::controller_reference(owner))
 }
 
 /// Runs both controllers until dropped.

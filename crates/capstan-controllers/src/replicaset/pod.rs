@@ -21,10 +21,7 @@ fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
     pod.status.as_ref()?.conditions.as_ref()?.iter().find(|condition| condition.type_ == "Ready")
 }
 
-/// Whether the pod's `Ready` condition is True.
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|condition| condition.status == "True")
-}
+pub(crate) use crate::pod_conditions::is_ready;
 
 /// Since when the pod is ready: the last transition of its True `Ready` condition (`None`
 /// when it is not ready, or the time is missing).

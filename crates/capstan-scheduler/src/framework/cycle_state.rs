@@ -55,6 +55,14 @@ impl CycleState {
         self.data.get(key).and_then(|value| (**value).as_any().downcast_ref::<T>())
     }
 
+    /// The value a plugin's pre-filter stored, or the error a filter answers when it is
+    /// missing (the framework skipped or never ran that pre-filter: a bug, not the pod's fault).
+    pub fn require<T: StateData>(&self, key: &'static str) -> Result<&T, super::Status> {
+        self.get(key).ok_or_else(|| {
+            super::Status::error(format!("reading the pre-filter state of {key}: not found"))
+        })
+    }
+
     pub fn get_mut<T: StateData>(&mut self, key: &'static str) -> Option<&mut T> {
         let value: &mut dyn StateData = self.data.get_mut(key)?.as_mut();
         value.as_any_mut().downcast_mut::<T>()

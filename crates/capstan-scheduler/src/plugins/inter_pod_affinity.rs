@@ -232,14 +232,6 @@ fn node_labels(node: &Node) -> &BTreeMap<String, String> {
     node.metadata.labels.as_ref().unwrap_or(&EMPTY)
 }
 
-impl InterPodAffinity {
-    fn pre_filter_state<'a>(&self, state: &'a CycleState) -> Result<&'a PreFilterState, Status> {
-        state.get::<PreFilterState>(self.name()).ok_or_else(|| {
-            Status::error(format!("reading the pre-filter state of {}: not found", self.name()))
-        })
-    }
-}
-
 impl Plugin for InterPodAffinity {
     fn name(&self) -> &'static str {
         "InterPodAffinity"
@@ -360,7 +352,7 @@ impl Plugin for InterPodAffinity {
     /// A missing affinity partner cannot be fixed by preemption (unresolvable); a conflicting
     /// pod can be evicted, so anti-affinity rejections are merely unschedulable, as upstream.
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let state = match self.pre_filter_state(state) {
+        let state = match state.require::<PreFilterState>(self.name()) {
             Ok(state) => state,
             Err(status) => return status,
         };

@@ -42,8 +42,9 @@ impl Plugin for NodePorts {
 
     /// Unschedulable rather than unresolvable: evicting the pod that holds a port frees it.
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(WantedPorts(wanted)) = state.get::<WantedPorts>(self.name()) else {
-            return Status::error("reading the NodePorts pre-filter state: not found");
+        let WantedPorts(wanted) = match state.require::<WantedPorts>(self.name()) {
+            Ok(wanted) => wanted,
+            Err(status) => return status,
         };
         let conflict =
             wanted.iter().any(|port| node.used_ports.iter().any(|used| port.conflicts(used)));

@@ -267,8 +267,9 @@ impl Plugin for NodeResourcesFit {
     /// Every shortfall is reported, not just the first. Unschedulable rather than
     /// unresolvable even when the node lacks a resource altogether, as in upstream v1.33.
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(PodRequests(request)) = state.get::<PodRequests>(self.name()) else {
-            return Status::error("reading the NodeResourcesFit pre-filter state: not found");
+        let PodRequests(request) = match state.require::<PodRequests>(self.name()) {
+            Ok(requests) => requests,
+            Err(status) => return status,
         };
         let reasons = insufficient_resources(request, node);
         if reasons.is_empty() {

@@ -232,14 +232,6 @@ struct PreScoreState {
     weights: Vec<f64>,
 }
 
-impl PodTopologySpread {
-    fn pre_filter_state<'a>(&self, state: &'a CycleState) -> Result<&'a PreFilterState, Status> {
-        state.get::<PreFilterState>(self.name()).ok_or_else(|| {
-            Status::error(format!("reading the pre-filter state of {}: not found", self.name()))
-        })
-    }
-}
-
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
         "PodTopologySpread"
@@ -331,7 +323,7 @@ impl Plugin for PodTopologySpread {
     /// whose domain would hold more than `maxSkew` matching pods above the global minimum
     /// once the pod is there (evicting pods can fix that).
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let state = match self.pre_filter_state(state) {
+        let state = match state.require::<PreFilterState>(self.name()) {
             Ok(state) => state,
             Err(status) => return status,
         };

@@ -120,8 +120,9 @@ impl Plugin for VolumeBinding {
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(state) = state.get::<PreFilterState>(self.name()) else {
-            return Status::error("reading \"VolumeBinding\" from cycle state: not found");
+        let state = match state.require::<PreFilterState>(self.name()) {
+            Ok(state) => state,
+            Err(status) => return status,
         };
         let node = &node.node;
         // Like upstream, the bound claims are checked until the first that fails.

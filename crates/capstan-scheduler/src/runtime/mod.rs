@@ -83,14 +83,12 @@ pub async fn run(
         synced_informers: AtomicUsize::new(0),
     });
     let informers = informers::all(client.clone(), &shared);
-    let writer =
-        writes::Writer::new(client, config.profile.scheduler_name.clone(), Arc::clone(&metrics));
+    let writer = writes::Writer::new(client, config.profile.scheduler_name.clone(), metrics);
     let scheduling = schedule_forever(
         Arc::clone(&shared),
         config.profile,
         writer,
         Arc::new(Semaphore::new(config.max_writes_in_flight.max(1))),
-        metrics,
     );
     tokio::select! {
         () = until => {}
@@ -107,7 +105,6 @@ async fn schedule_forever(
     profile: Profile,
     writer: writes::Writer,
     writes_in_flight: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
 ) {
     // As upstream's WaitForCacheSync: a decision on a partial view would be a bad one.
     while shared.synced_informers.load(Ordering::SeqCst) < informers::INFORMERS {
@@ -138,7 +135,6 @@ async fn schedule_forever(
         let started = Instant::now();
         let decision = schedule_one(&shared, &profile, &mut cursor, pod);
         writer.carry_out(Arc::clone(&shared), decision, started, permit);
-        let _ = &metrics;
     }
 }
 
