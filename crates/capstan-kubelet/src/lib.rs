@@ -1,0 +1,12 @@
+//! Capstan's kubelet: it registers its node, keeps the node's Lease and status fresh, and
+//! makes the pods bound to the node real through a container runtime spoken to over CRI
+//! (containerd, supervised by [`containerd`]).
+//!
+//! - [`runtime`]: the CRI calls, behind a trait.
+//! - [`containerd`]: containerd as a supervised child with a generated config.
+//! - [`image_archive`]: OCI image archives built from local files (the pause image, test
+//!   images), and importing archives into the runtime.
+
+pub mod containerd;
+pub mod image_archive;
+pub mod runtime;
