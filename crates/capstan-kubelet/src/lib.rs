@@ -10,3 +10,6 @@
 pub mod containerd;
 pub mod image_archive;
 pub mod runtime;
+pub mod kubelet;
+
+pub use kubelet::KubeletConfig;
