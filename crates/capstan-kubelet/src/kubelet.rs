@@ -36,6 +36,10 @@ pub struct KubeletConfig {
     pub max_pods: u32,
     /// Static pod manifests (default `<data-dir>/agent/pod-manifests`).
     pub pod_manifests_dir: PathBuf,
+    /// The name of the pods' bridge (`cni0`; tests pick unique names).
+    pub cni_bridge: String,
+    /// Where the CNI plugins are.
+    pub cni_bin_dir: PathBuf,
 }
 
 impl KubeletConfig {
@@ -57,6 +61,8 @@ impl KubeletConfig {
             node_taints: Vec::new(),
             max_pods: 110,
             pod_manifests_dir,
+            cni_bridge: "cni0".into(),
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
         }
     }
 
@@ -64,4 +70,187 @@ impl KubeletConfig {
     pub fn agent_dir(&self) -> PathBuf {
         self.data_dir.join("agent")
     }
+}
+
+/// Why the kubelet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    #[error(transparent)]
+    Containerd(#[from] crate::containerd::ContainerdError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error(transparent)]
+    Registries(#[from] crate::registries::RegistriesError),
+    #[error(transparent)]
+    Image(#[from] crate::image_archive::ImageError),
+    #[error("cannot register the node")]
+    Register(#[source] crate::node::NodeError),
+}
+
+/// Runs the kubelet until `stop` completes: the runtime (a supervised containerd unless
+/// `container_runtime_endpoint` is set), the built-in and dropped-in images, the node's
+/// registration and heartbeats, the pod network's config, and the pods.
+pub async fn run(
+    client: kube::Client,
+    config: KubeletConfig,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), KubeletError> {
+    use crate::containerd::{Containerd, ContainerdConfig, ContainerdPaths};
+    use crate::runtime::{CriRuntime, Runtime};
+    use std::sync::Arc;
+
+    let paths = ContainerdPaths::new(&config.data_dir);
+    let registries = crate::registries::Registries::load(&config.registries_config)?;
+    registries.write_hosts(&paths.registry_hosts())?;
+    let (containerd, socket) = match &config.container_runtime_endpoint {
+        Some(socket) => (None, socket.clone()),
+        None => {
+            let containerd = Containerd::start(&ContainerdConfig {
+                paths: paths.clone(),
+                sandbox_image: crate::image_archive::PAUSE_IMAGE.into(),
+                cni_bin_dir: config.cni_bin_dir.clone(),
+                stream_address: "127.0.0.1".into(),
+                registry_auth: registries.auth(),
+            })
+            .await?;
+            let socket = containerd.socket().to_owned();
+            (Some(containerd), socket)
+        }
+    };
+    let cri = CriRuntime::connect(&socket).await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(cri);
+    import_images(&config, &socket, runtime.as_ref()).await?;
+    crate::node::register(&client, &config, runtime.as_ref()).await.map_err(KubeletError::Register)?;
+    tracing::info!(node = %config.node_name, runtime = %socket.display(), "node registered");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (facts_tx, facts_rx) = tokio::sync::watch::channel(crate::pods::NodeFacts::default());
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::node::run_heartbeats(
+        client.clone(),
+        config.clone(),
+        Arc::clone(&runtime),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(watch_node(client.clone(), config.clone(), paths.clone(), facts_tx, stop_rx.clone())));
+    let parts = crate::pods::PodManagerParts {
+        client: client.clone(),
+        runtime: Arc::clone(&runtime),
+        config: config.clone(),
+        node_facts: facts_rx,
+        mounter: Arc::new(crate::volumes::RealMounter::default()),
+    };
+    tasks.push(tokio::spawn(crate::pods::run(parts, stop_rx.clone())));
+    stop.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(containerd) = containerd {
+        containerd.stop().await;
+    }
+    Ok(())
+}
+
+/// Imports the sandbox image (built from busybox-static) when the runtime lacks it, and
+/// every archive dropped in `<data-dir>/agent/images/` (air-gapped installs, as k3s).
+async fn import_images(
+    config: &KubeletConfig,
+    socket: &std::path::Path,
+    runtime: &dyn crate::runtime::Runtime,
+) -> Result<(), KubeletError> {
+    use crate::image_archive;
+    if runtime.image_status(image_archive::PAUSE_IMAGE).await?.is_none() {
+        let archive = config.agent_dir().join("images-builtin/pause.tar");
+        image_archive::write_oci_archive(&image_archive::pause_image(image_archive::PAUSE_IMAGE)?, &archive)?;
+        image_archive::import(socket, &archive).await?;
+        tracing::info!(image = image_archive::PAUSE_IMAGE, "sandbox image imported");
+    }
+    let dropped = config.agent_dir().join("images");
+    if let Ok(entries) = std::fs::read_dir(&dropped) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.display().to_string();
+            if !(name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar.zst")) {
+                continue;
+            }
+            match image_archive::import(socket, &path).await {
+                Ok(images) => tracing::info!(archive = %name, ?images, "images imported"),
+                Err(error) => tracing::warn!(archive = %name, %error, "cannot import an image archive"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Follows the node object: its addresses and allocatable for the pods, its pod CIDRs
+/// for the CNI config.
+async fn watch_node(
+    client: kube::Client,
+    config: KubeletConfig,
+    paths: crate::containerd::ContainerdPaths,
+    facts: tokio::sync::watch::Sender<crate::pods::NodeFacts>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: kube::Api<Node> = kube::Api::all(client);
+    let selector = format!("metadata.name={}", config.node_name);
+    let mut events = watcher::watcher(api, watcher::Config::default().fields(&selector))
+        .applied_objects()
+        .boxed();
+    loop {
+        let node = tokio::select! {
+            () = crate::kubelet::until_stopped(&mut stop) => return,
+            next = events.next() => match next {
+                Some(Ok(node)) => node,
+                Some(Err(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                None => return,
+            },
+        };
+        let spec = node.spec.clone().unwrap_or_default();
+        let mut cidrs = spec.pod_cidrs.clone().unwrap_or_default();
+        if cidrs.is_empty() {
+            cidrs.extend(spec.pod_cidr.clone());
+        }
+        if !cidrs.is_empty() {
+            let ipam = config.agent_dir().join("cni/ipam");
+            match crate::cni::write(&paths.cni_conf_dir(), &config.cni_bridge, &cidrs, &ipam) {
+                Ok(true) => tracing::info!(pod_cidrs = ?cidrs, "pod network configured"),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "cannot write the CNI config"),
+            }
+        }
+        let status = node.status.clone().unwrap_or_default();
+        let host_ips = status
+            .addresses
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.type_ == "InternalIP")
+            .map(|a| a.address)
+            .collect();
+        let allocatable = status.allocatable.unwrap_or_default();
+        let parse = |name: &str, milli: bool| {
+            allocatable
+                .get(name)
+                .and_then(|q| capstan_api::Quantity::parse(&q.0).ok())
+                .map(|q| if milli { q.milli_value() } else { q.value() })
+                .unwrap_or(0)
+        };
+        let _ = facts.send(crate::pods::NodeFacts {
+            host_ips,
+            allocatable_cpu_millis: parse("cpu", true),
+            allocatable_memory_bytes: parse("memory", false),
+        });
+    }
+}
+
+/// Completes once `stop` is set (or its sender is gone).
+pub(crate) async fn until_stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it before this future yields.
+    let _ = stop.wait_for(|stopped| *stopped).await.map(|_| ());
 }

@@ -13,3 +13,20 @@ pub mod runtime;
 pub mod kubelet;
 
 pub use kubelet::KubeletConfig;
+
+// Stand-ins until the real modules land.
+#[path = "stubs/env.rs"]
+pub mod env;
+#[path = "stubs/hooks.rs"]
+pub mod hooks;
+#[path = "stubs/probes.rs"]
+pub mod probes;
+#[path = "stubs/volumes.rs"]
+pub mod volumes;
+pub mod pods;
+#[path = "stubs/node.rs"]
+pub mod node;
+pub mod cni;
+pub mod registries;
+
+pub use kubelet::{KubeletError, run};

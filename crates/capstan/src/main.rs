@@ -2,6 +2,7 @@
 //! and runs the chosen subcommand.
 
 mod config;
+mod image;
 mod server;
 mod sim_nodes;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Simulate nodes: hollow kubelets that register, heartbeat and report pods Running
     /// without containers, for scale tests (like kwok).
     SimNodes(sim_nodes::SimNodesArgs),
+    /// Images for a node's runtime without a registry: import archives, build busybox.
+    Image(image::ImageArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::SimNodes(args) => sim_nodes::run(args).await,
+            Command::Image(args) => image::run(args).await,
         }
     });
     match outcome {

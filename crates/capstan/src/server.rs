@@ -67,6 +67,31 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value_t = 50, value_name = "SECONDS", hide = true)]
     node_monitor_grace_period: u64,
 
+    /// This node's name (default: the host name).
+    #[arg(long, env = "CAPSTAN_NODE_NAME")]
+    node_name: Option<String>,
+
+    /// The address this node advertises (default: that of the interface with the default
+    /// route).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+
+    /// The kubelet API's port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+
+    /// An existing CRI socket to use instead of the containerd Capstan supervises.
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+
+    /// Registry mirrors and credentials (k3s's registries.yaml format).
+    #[arg(long, default_value = "/etc/capstan/registries.yaml")]
+    registries_config: PathBuf,
+
+    /// The name of the pods' bridge (advanced: tests use unique names).
+    #[arg(long, default_value = "cni0", hide = true)]
+    cni_bridge: String,
+
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
     #[allow(dead_code, reason = "read before parsing, by crate::config")]
@@ -164,7 +189,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         })));
     }
     if !args.disable_agent {
-        tracing::warn!("no agent runs yet: this server is a control plane only");
+        let client =
+            loopback_client(&kubeconfig).await.context("connecting the kubelet to the API")?;
+        let config = kubelet_config(&args, &tls.ca_cert);
+        let until = wait_for_stop(stopped.clone());
+        components.push(tokio::spawn(async move {
+            if let Err(error) = capstan_kubelet::run(client, config, until).await {
+                tracing::error!(error = %error_chain(&error), "the kubelet stopped");
+            }
+        }));
     }
     shutdown.wait().await?;
     let _ = stop_components.send(true);
@@ -175,6 +208,34 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     drop(store);
     Ok(())
+}
+
+/// The kubelet of this server's own node.
+fn kubelet_config(args: &ServerArgs, ca_pem: &str) -> capstan_kubelet::KubeletConfig {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "capstan".into());
+    let name = args.node_name.clone().unwrap_or(hostname);
+    let mut config =
+        capstan_kubelet::KubeletConfig::new(name, args.data_dir.clone(), ca_pem.to_owned());
+    config.node_ip = args.node_ip;
+    config.kubelet_port = args.kubelet_port;
+    config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    config.registries_config = args.registries_config.clone();
+    config.cni_bridge = args.cni_bridge.clone();
+    config
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A kube-rs client for the components of this process, with the admin credentials.
