@@ -81,6 +81,14 @@ impl TokenFile {
         Ok(TokenFile { users })
     }
 
+    /// Adds a token for `user` (with `uid` and `groups`) besides those of the file, as the
+    /// node join token of `capstan server`; a token already known is re-pointed.
+    pub fn insert(&mut self, token: &str, user: &str, uid: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|group| (*group).to_owned()).collect();
+        self.users
+            .insert(token.to_owned(), User { name: user.to_owned(), uid: uid.to_owned(), groups });
+    }
+
     /// The user a bearer token belongs to.
     pub(crate) fn user(&self, token: &str) -> Option<&User> {
         self.users.get(token)
@@ -211,6 +219,10 @@ mod tests {
         assert_eq!(file.user("t2").unwrap().groups, Vec::<String>::new());
         assert!(file.user("nope").is_none());
         assert_eq!(TokenFile::parse("only,two").unwrap_err().0, 1);
+        let mut file = TokenFile::default();
+        file.insert("s3cret", "capstan-agent", "", &["system:nodes"]);
+        assert_eq!(file.user("s3cret").unwrap().groups, ["system:nodes"]);
+        assert_eq!(file.user("other"), None);
         assert_eq!(TokenFile::parse("\n,user,1").unwrap_err().0, 2);
     }
 }

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 pub(crate) enum Route {
     Version,
     Health,
+    /// `/cacerts`: the cluster CA, served without authentication (k3s's supervisor path)
+    /// so that a joining agent can fetch it and check it against its token.
+    CaCerts,
     /// `/metrics`: the Prometheus text of the components in this process.
     Metrics,
     /// `/api`.
@@ -42,6 +45,7 @@ pub(crate) fn route(path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["version"] => Route::Version,
+        ["cacerts"] => Route::CaCerts,
         ["metrics"] => Route::Metrics,
         ["healthz" | "livez" | "readyz"] => Route::Health,
         [probe, _check] if matches!(*probe, "healthz" | "livez" | "readyz") => Route::Health,

@@ -91,6 +91,7 @@ impl ApiServer {
             rest,
             tokens: config.tokens,
             metrics: config.metrics,
+            ca_pem: config.tls.ca_cert.clone(),
         });
         tasks.push(tokio::spawn(accept_loop(listener, acceptor, context)));
         tracing::info!(address = %local_addr, "API server listening");
@@ -149,6 +150,8 @@ struct Context {
     rest: Arc<Rest>,
     tokens: TokenFile,
     metrics: MetricsSources,
+    /// The cluster CA (PEM), served at `/cacerts`.
+    ca_pem: String,
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<Context>) {
@@ -243,6 +246,17 @@ async fn respond_to(
     context: &Context,
     certificate_user: Option<User>,
 ) -> Response<Body> {
+    // The CA is public: an agent fetches it before it can verify the server, and checks it
+    // against the hash in its join token instead.
+    if matches!(crate::request::route(request.uri().path()), Route::CaCerts)
+        && (request.method() == Method::GET || request.method() == Method::HEAD)
+    {
+        return response::respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            context.ca_pem.clone(),
+        );
+    }
     let Some(user) = authenticate(&request, context, certificate_user) else {
         return response::error(&ApiError::unauthorized());
     };
@@ -304,7 +318,7 @@ async fn respond_to(
             Some(document) => response::respond(StatusCode::OK, "application/json", document),
             None => not_found(),
         },
-        Route::Resource(_) | Route::NotFound => not_found(),
+        Route::Resource(_) | Route::CaCerts | Route::NotFound => not_found(),
     }
 }
 

@@ -6,11 +6,13 @@
 //! - [`containerd`]: containerd as a supervised child with a generated config.
 //! - [`image_archive`]: OCI image archives built from local files (the pause image, test
 //!   images), and importing archives into the runtime.
+//! - [`node`]: the Node object, its Lease and its status.
 
 pub mod containerd;
 pub mod image_archive;
-pub mod runtime;
 pub mod kubelet;
+pub mod node;
+pub mod runtime;
 
 pub use kubelet::KubeletConfig;
 
@@ -23,10 +25,8 @@ pub mod hooks;
 pub mod probes;
 #[path = "stubs/volumes.rs"]
 pub mod volumes;
-pub mod pods;
-#[path = "stubs/node.rs"]
-pub mod node;
 pub mod cni;
+pub mod pods;
 pub mod registries;
 
 pub use kubelet::{KubeletError, run};

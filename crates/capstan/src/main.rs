@@ -1,9 +1,12 @@
 //! `capstan`: Kubernetes in one binary. This file parses the command line, sets up logging
 //! and runs the chosen subcommand.
 
+mod agent;
 mod config;
 mod image;
+mod node_token;
 mod server;
+mod signals;
 mod sim_nodes;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run a control-plane server: the datastore and the Kubernetes API.
     Server(server::ServerArgs),
+    /// Join a server as a node: register it, keep its heartbeats and run its pods.
+    Agent(agent::AgentArgs),
     /// Simulate nodes: hollow kubelets that register, heartbeat and report pods Running
     /// without containers, for scale tests (like kwok).
     SimNodes(sim_nodes::SimNodesArgs),
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::SimNodes(args) => sim_nodes::run(args).await,
             Command::Image(args) => image::run(args).await,
         }

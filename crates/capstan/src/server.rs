@@ -110,7 +110,7 @@ impl ServerArgs {
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Installed before anything is announced: a signal sent right after "ready" must find the
     // handler in place, not the default action that kills the process mid-write.
-    let shutdown = ShutdownSignals::install()?;
+    let shutdown = crate::signals::ShutdownSignals::install()?;
     let endpoint = args.endpoint()?;
     let store = capstan_store::open(&endpoint, &args.etcd_prefix)
         .await
@@ -124,10 +124,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("server/tls");
     let tls = capstan_apiserver::ensure_tls(&tls_dir, &names)
         .context("preparing the API server's certificates")?;
-    let tokens = match &args.token_auth_file {
+    let mut tokens = match &args.token_auth_file {
         Some(path) => TokenFile::load(path).context("--token-auth-file")?,
         None => TokenFile::default(),
     };
+    let node_token = crate::node_token::ensure_node_token(&args.data_dir, &tls.ca_cert)
+        .context("preparing the node join token")?;
+    crate::node_token::authorize(&mut tokens, &node_token)?;
     let listen = SocketAddr::new(args.bind_address, args.https_listen_port);
     let scheduler_metrics = Arc::new(Metrics::default());
     let mut metrics = MetricsSources::default();
@@ -199,7 +202,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }));
     }
-    shutdown.wait().await?;
+    shutdown.wait().await;
     let _ = stop_components.send(true);
     for component in components {
         let _ = component.await;
@@ -255,30 +258,5 @@ fn describe(endpoint: &DatastoreEndpoint) -> String {
     match endpoint {
         DatastoreEndpoint::Sqlite(path) => format!("sqlite://{}", path.display()),
         DatastoreEndpoint::Etcd(endpoints) => format!("etcd {}", endpoints.join(",")),
-    }
-}
-
-/// SIGINT and SIGTERM, caught from the moment `install` returns.
-struct ShutdownSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(ShutdownSignals {
-            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        })
-    }
-
-    /// Returns once either signal arrived.
-    async fn wait(mut self) -> anyhow::Result<()> {
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        Ok(())
     }
 }

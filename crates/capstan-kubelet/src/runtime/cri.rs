@@ -71,6 +71,16 @@ impl Runtime for CriRuntime {
         Ok((reply.runtime_name, reply.runtime_version))
     }
 
+    async fn status(&self) -> Result<StatusResponse, RuntimeError> {
+        let reply = self
+            .runtime
+            .clone()
+            .status(StatusRequest { verbose: false })
+            .await
+            .map_err(call_error("Status"))?;
+        Ok(reply.into_inner())
+    }
+
     async fn run_pod_sandbox(
         &self,
         config: PodSandboxConfig,

@@ -43,6 +43,8 @@ impl RuntimeError {
 pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// `Version`: the runtime's name and version, e.g. ("containerd", "1.6.20").
     async fn version(&self) -> Result<(String, String), RuntimeError>;
+    /// `Status` (not verbose): the runtime's conditions, `RuntimeReady` and `NetworkReady`.
+    async fn status(&self) -> Result<cri_api::StatusResponse, RuntimeError>;
 
     /// `RunPodSandbox`: creates and starts a sandbox; returns its id.
     async fn run_pod_sandbox(
