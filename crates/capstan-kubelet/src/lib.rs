@@ -2,31 +2,34 @@
 //! makes the pods bound to the node real through a container runtime spoken to over CRI
 //! (containerd, supervised by [`containerd`]).
 //!
+//! - [`kubelet`]: the configuration and [`run`], which starts everything below.
 //! - [`runtime`]: the CRI calls, behind a trait.
 //! - [`containerd`]: containerd as a supervised child with a generated config.
 //! - [`image_archive`]: OCI image archives built from local files (the pause image, test
 //!   images), and importing archives into the runtime.
+//! - [`registries`]: registry mirrors and credentials (k3s's `registries.yaml`).
 //! - [`node`]: the Node object, its Lease and its status.
+//! - [`cni`]: the pod network's CNI config from the node's pod CIDRs.
+//! - [`pods`]: one worker per pod: sandbox, containers, restarts, status, termination.
+//! - [`volumes`]: the pod's volumes on the host (emptyDir, hostPath, configMap, secret,
+//!   downwardAPI, projected, persistentVolumeClaim) and the CRI mounts of its containers.
+//! - [`env`]: a container's environment (service links, envFrom, env with `$(VAR)` expansion).
 
+pub mod cni;
 pub mod containerd;
+pub mod env;
 pub mod image_archive;
 pub mod kubelet;
 pub mod node;
+pub mod pods;
+pub mod registries;
 pub mod runtime;
+pub mod volumes;
 
-pub use kubelet::KubeletConfig;
+pub use kubelet::{KubeletConfig, KubeletError, run};
 
 // Stand-ins until the real modules land.
-#[path = "stubs/env.rs"]
-pub mod env;
 #[path = "stubs/hooks.rs"]
 pub mod hooks;
 #[path = "stubs/probes.rs"]
 pub mod probes;
-#[path = "stubs/volumes.rs"]
-pub mod volumes;
-pub mod cni;
-pub mod pods;
-pub mod registries;
-
-pub use kubelet::{KubeletError, run};
