@@ -13,23 +13,20 @@
 //! - [`pods`]: one worker per pod: sandbox, containers, restarts, status, termination.
 //! - [`volumes`]: the pod's volumes on the host (emptyDir, hostPath, configMap, secret,
 //!   downwardAPI, projected, persistentVolumeClaim) and the CRI mounts of its containers.
+//! - [`probes`] and [`hooks`]: liveness, readiness and startup probes; postStart and preStop.
 //! - [`env`]: a container's environment (service links, envFrom, env with `$(VAR)` expansion).
 
 pub mod cni;
 pub mod containerd;
 pub mod env;
+pub mod hooks;
 pub mod image_archive;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod registries;
 pub mod runtime;
 pub mod volumes;
 
 pub use kubelet::{KubeletConfig, KubeletError, run};
-
-// Stand-ins until the real modules land.
-#[path = "stubs/hooks.rs"]
-pub mod hooks;
-#[path = "stubs/probes.rs"]
-pub mod probes;
