@@ -12,6 +12,18 @@ pub(crate) const BUILD: &[&str] = &["protobuf-compiler", "libprotobuf-dev"];
 /// robustness test's raw requests, and venv for the Python client's virtualenv.
 pub(crate) const TEST: &[&str] = &["etcd-server", "curl", "python3-venv"];
 
+/// Packages a node needs to run pods: containerd and runc, the CNI plugins, busybox-static
+/// (the sandbox image and the busybox image are built from it), and iptables/iproute2 for
+/// the pod network.
+pub(crate) const NODE: &[&str] = &[
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "busybox-static",
+    "iptables",
+    "iproute2",
+];
+
 pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

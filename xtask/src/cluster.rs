@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn up(data_dir: &Path) -> anyhow::Result<()> {
-    apt::ensure("building Capstan", &[apt::BUILD])?;
+    apt::ensure("building Capstan and running its node", &[apt::BUILD, apt::NODE])?;
+    if !apt::is_root() {
+        bail!("`cargo xtask up` runs a kubelet with containerd, which needs root: run it as root");
+    }
     step("building capstan (release)");
     run_command(cargo().args(["build", "--release", "--package", "capstan"]))?;
     let binary = target_dir().join("release/capstan");
@@ -26,6 +29,15 @@ pub(crate) fn up(data_dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // The busybox image, dropped where the kubelet imports archives at start.
+    let images = data_dir.join("agent/images");
+    std::fs::create_dir_all(&images)?;
+    step("building the busybox image (capstan.local/busybox:1) from busybox-static");
+    run_command(
+        Command::new(&binary)
+            .args(["image", "build", "busybox", "--output"])
+            .arg(images.join("capstan-busybox.tar")),
+    )?;
     let log_path = data_dir.join("capstan.log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let log_start = log.metadata()?.len();
@@ -58,10 +70,15 @@ Try it:
   KUBECONFIG={kubeconfig} kubectl create -f your-manifest.yaml
   KUBECONFIG={kubeconfig} kubectl get all -A
 
-What runs today: the datastore (embedded SQLite at {data}/server/db/state.db), the API server,
-the scheduler and the controller manager (Deployments, StatefulSets, DaemonSets, Jobs, ...).
-No kubelet yet: pods are scheduled but run only on hollow nodes, e.g.
-  {binary} sim-nodes --count 3 --kubeconfig {kubeconfig}",
+Run something (the busybox image is already on the node; no registry is needed):
+  KUBECONFIG={kubeconfig} kubectl create deployment web --image=capstan.local/busybox:1 -- httpd -f -p 80
+  KUBECONFIG={kubeconfig} kubectl get pods -o wide
+  KUBECONFIG={kubeconfig} kubectl exec -it deploy/web -- sh
+
+What runs: the datastore (embedded SQLite at {data}/server/db/state.db), the API server, the
+scheduler, the controller manager, and this host's node: a kubelet running pods in containerd
+(its state under {data}/agent). More images: `{binary} image import --data-dir {data} FILE.tar`.
+Hollow nodes for scale experiments: {binary} sim-nodes --count 3 --kubeconfig {kubeconfig}",
         data = data_dir.display(),
         log = log_path.display(),
         data_flag = default_flag(data_dir),

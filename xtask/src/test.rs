@@ -9,7 +9,7 @@ use std::process::Command;
 const PYTHON_CLIENT: &str = "kubernetes==37.0.2";
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    apt::ensure("the tests", &[apt::BUILD, apt::TEST])?;
+    apt::ensure("the tests", &[apt::BUILD, apt::TEST, apt::NODE])?;
     let python = python_client()?;
     step("cargo fmt --check");
     run_command(cargo().args(["fmt", "--all", "--", "--check"]))?;

@@ -2,7 +2,8 @@
 //! bearer-token authentication, discovery, OpenAPI, and the REST verbs of every built-in
 //! kind over the datastore, with lists and watches served from a watch cache.
 //!
-//! - `tls`: the cluster CA, the serving certificate (with SANs) and the admin certificate;
+//! - `tls`: the cluster CA, the serving certificate (with SANs), the admin certificate and
+//!   the client certificate shown to kubelets;
 //! - `kubeconfig`: the admin kubeconfig the server writes;
 //! - `auth`: users from client certificates and the static token file;
 //! - `tokens`: service account tokens (JWTs) issued and verified;

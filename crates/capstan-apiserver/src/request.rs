@@ -39,6 +39,8 @@ pub(crate) struct Target {
     pub(crate) subresource: Option<String>,
     /// The deprecated `/watch/` form of a list path.
     pub(crate) watch_path: bool,
+    /// What follows `…/<name>/proxy/` (`healthz` in `nodes/n1/proxy/healthz`), as sent.
+    pub(crate) proxy_path: Option<String>,
 }
 
 pub(crate) fn route(path: &str) -> Route {
@@ -80,7 +82,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
         }
         _ => (None, rest.to_vec()),
     };
-    let (plural, name, subresource) = match tail(&rest) {
+    let (plural, name, subresource, proxy_path) = match tail(&rest) {
         Some(parts) => parts,
         None => return Route::NotFound,
     };
@@ -102,16 +104,21 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
         name: name.map(str::to_owned),
         subresource: subresource.map(str::to_owned),
         watch_path,
+        proxy_path,
     })
 }
 
-type Tail<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+/// The plural, the name, the subresource and the path a proxy subresource carries on.
+type Tail<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<String>);
 
 fn tail<'a>(rest: &[&'a str]) -> Option<Tail<'a>> {
     match *rest {
-        [plural] => Some((plural, None, None)),
-        [plural, name] => Some((plural, Some(name), None)),
-        [plural, name, subresource] => Some((plural, Some(name), Some(subresource))),
+        [plural] => Some((plural, None, None, None)),
+        [plural, name] => Some((plural, Some(name), None, None)),
+        [plural, name, subresource] => Some((plural, Some(name), Some(subresource), None)),
+        [plural, name, "proxy", ref path @ ..] => {
+            Some((plural, Some(name), Some("proxy"), Some(path.join("/"))))
+        }
         _ => None,
     }
 }
@@ -370,12 +377,21 @@ mod tests {
             ("/api/v1/namespaces/a/nodes/n1", "not found"),
             ("/api/v1/nothings", "not found"),
             ("/api/v1/namespaces/a/pods/b/c/d", "not found"),
+            ("/api/v1/nodes/n1/proxy/metrics/cadvisor", "nodes -/n1/proxy"),
         ] {
             assert_eq!(target(path), expected, "{path}");
         }
         assert!(
             matches!(route("/api/v1/watch/namespaces/a/pods"), Route::Resource(t) if t.watch_path)
         );
+        assert!(matches!(
+            route("/api/v1/nodes/n1/proxy/metrics/cadvisor"),
+            Route::Resource(t) if t.proxy_path.as_deref() == Some("metrics/cadvisor")
+        ));
+        assert!(matches!(
+            route("/api/v1/nodes/n1/proxy"),
+            Route::Resource(t) if t.proxy_path.is_none()
+        ));
     }
 
     #[test]

@@ -80,8 +80,14 @@ impl ApiServer {
             return Err(ApiServerError::Bootstrap("the watch cache did not fill in 60s".into()));
         }
         let tokens = crate::tokens::TokenIssuer::new(&config.tls.service_account_key)?;
-        let rest =
-            Arc::new(Rest { store: Arc::clone(&store), cache, leases: Leases::default(), tokens });
+        let kubelets = rest::Kubelets::new(&config.tls)?;
+        let rest = Arc::new(Rest {
+            store: Arc::clone(&store),
+            cache,
+            leases: Leases::default(),
+            tokens,
+            kubelets,
+        });
         crate::bootstrap::ensure(&rest, local_addr.port())
             .await
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
@@ -194,7 +200,10 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
                 async move { Ok::<_, std::convert::Infallible>(handle(request, &context, user).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+            // With upgrades: exec, attach and port-forward switch an HTTP/1.1 connection to
+            // WebSocket or SPDY (`rest::connect`).
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
@@ -267,6 +276,11 @@ async fn respond_to(
     let method = request.method().clone();
     let query = Query::parse(request.uri().query());
     let route = crate::request::route(request.uri().path());
+    if let Route::Resource(target) = &route
+        && rest::is_connect(target)
+    {
+        return rest::connect(&context.rest, target, request).await;
+    }
     // The body is read before any answer, whatever the route: an HTTP/2 stream answered
     // before its body was consumed is reset, which clients report as an error of their own.
     let body = match read_body(request).await {

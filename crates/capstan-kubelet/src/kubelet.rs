@@ -83,6 +83,8 @@ pub enum KubeletError {
     Registries(#[from] crate::registries::RegistriesError),
     #[error(transparent)]
     Image(#[from] crate::image_archive::ImageError),
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
     #[error("cannot register the node")]
     Register(#[source] crate::node::NodeError),
 }
@@ -92,7 +94,7 @@ pub enum KubeletError {
 /// registration and heartbeats, the pod network's config, and the pods.
 pub async fn run(
     client: kube::Client,
-    config: KubeletConfig,
+    mut config: KubeletConfig,
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), KubeletError> {
     use crate::containerd::{Containerd, ContainerdConfig, ContainerdPaths};
@@ -120,12 +122,23 @@ pub async fn run(
     let cri = CriRuntime::connect(&socket).await?;
     let runtime: Arc<dyn Runtime> = Arc::new(cri);
     import_images(&config, &socket, runtime.as_ref()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = crate::server::KubeletServerConfig {
+        bind: std::net::SocketAddr::new(config.kubelet_bind, config.kubelet_port),
+        tls_dir: config.agent_dir().join("tls"),
+        client_ca_pem: config.cluster_ca_pem.clone(),
+        node_name: config.node_name.clone(),
+        node_ips: config.node_ip.into_iter().collect(),
+    };
+    let (address, server) = crate::server::serve(server, Arc::clone(&runtime), stop_rx.clone()).await?;
+    // With port 0 the node advertises the port the kernel chose.
+    config.kubelet_port = address.port();
+    tracing::info!(%address, "kubelet API listening");
     crate::node::register(&client, &config, runtime.as_ref()).await.map_err(KubeletError::Register)?;
     tracing::info!(node = %config.node_name, runtime = %socket.display(), "node registered");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (facts_tx, facts_rx) = tokio::sync::watch::channel(crate::pods::NodeFacts::default());
-    let mut tasks = Vec::new();
+    let mut tasks = vec![server];
     tasks.push(tokio::spawn(crate::node::run_heartbeats(
         client.clone(),
         config.clone(),

@@ -14,6 +14,7 @@
 //! - [`volumes`]: the pod's volumes on the host (emptyDir, hostPath, configMap, secret,
 //!   downwardAPI, projected, persistentVolumeClaim) and the CRI mounts of its containers.
 //! - [`probes`] and [`hooks`]: liveness, readiness and startup probes; postStart and preStop.
+//! - [`server`]: the kubelet's HTTPS API: logs, exec, attach and port-forward.
 //! - [`env`]: a container's environment (service links, envFrom, env with `$(VAR)` expansion).
 
 pub mod cni;
@@ -27,6 +28,7 @@ pub mod pods;
 pub mod probes;
 pub mod registries;
 pub mod runtime;
+pub mod server;
 pub mod volumes;
 
 pub use kubelet::{KubeletConfig, KubeletError, run};

@@ -1,9 +1,11 @@
 //! The REST machinery: the verbs of every resource type over the datastore and the watch
 //! cache. `read` serves get and list, `watch` streams changes, `write` creates, updates,
-//! patches and deletes.
+//! patches and deletes; `node_proxy` relays the subresources kubelets serve (logs, exec,
+//! attach, port-forward, `nodes/proxy`).
 
 mod admission;
 mod duplicates;
+mod node_proxy;
 mod read;
 mod reviews;
 mod subresources;
@@ -21,12 +23,14 @@ use capstan_api::registry::ResourceType;
 use capstan_api::table::{IncludeObject, TableOptions};
 use capstan_api::{ApiError, strategy};
 use capstan_store::{Store, StoreError};
-use hyper::{Method, Response};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use node_proxy::Kubelets;
 pub(crate) use subresources::grant_is_current;
 pub(crate) use write::{Leases, create_internal};
 
@@ -40,6 +44,7 @@ pub(crate) struct Rest {
     pub(crate) cache: Arc<WatchCache>,
     pub(crate) leases: Leases,
     pub(crate) tokens: TokenIssuer,
+    pub(crate) kubelets: Kubelets,
 }
 
 /// One request to a resource path, its body already read.
@@ -62,21 +67,55 @@ pub(crate) async fn handle(rest: &Rest, request: ResourceRequest<'_>) -> Respons
     }
 }
 
-async fn dispatch(rest: &Rest, request: ResourceRequest<'_>) -> Result<Response<Body>, ApiError> {
-    let target = &request.target;
+/// Whether a request goes to [`connect`] rather than [`handle`]: a subresource that is
+/// relayed to a kubelet, whose body is streamed rather than read first.
+pub(crate) fn is_connect(target: &Target) -> bool {
+    target.subresource.as_deref().is_some_and(node_proxy::is_connect)
+}
+
+/// Serves a request for which [`is_connect`] holds, body unread, connection upgradable.
+pub(crate) async fn connect(
+    rest: &Rest,
+    target: &Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let query = Query::parse(request.uri().query());
+    let served = match allowed_verb(request.method(), target, &query) {
+        Ok(_) => node_proxy::serve(rest, target, request).await,
+        Err(error) => {
+            node_proxy::discard_body(request).await;
+            Err(error)
+        }
+    };
+    served.unwrap_or_else(|error| response::error(&error))
+}
+
+/// The request's verb, if the target's type (or subresource) has it.
+fn allowed_verb(method: &Method, target: &Target, query: &Query) -> Result<&'static str, ApiError> {
     let resource = target.resource;
     if let Some(subresource) = &target.subresource
         && resource.subresource(subresource).is_none()
     {
         return Err(ApiError::path_not_found());
     }
-    let verb = verb(request.method, target, request.query)?;
+    let verb = verb(method, target, query)?;
     let allowed = match &target.subresource {
         Some(subresource) => subresources::verbs(subresource).contains(&verb),
         None => resource.has_verb(verb),
     };
     if !allowed {
         return Err(ApiError::method_not_supported(resource, verb));
+    }
+    Ok(verb)
+}
+
+async fn dispatch(rest: &Rest, request: ResourceRequest<'_>) -> Result<Response<Body>, ApiError> {
+    let target = &request.target;
+    let resource = target.resource;
+    let verb = allowed_verb(request.method, target, request.query)?;
+    if is_connect(target) {
+        // The server sends these to `connect` before reading the body.
+        return Err(ApiError::internal("a proxied subresource reached the REST handlers"));
     }
     let (content_type, body, agent) = (request.content_type, &request.body[..], request.user_agent);
     match target.subresource.as_deref() {

@@ -26,8 +26,10 @@ pub(super) fn verbs(subresource: &str) -> &'static [&'static str] {
         "status" | "ephemeralcontainers" | "resize" | "scale" => &["get", "update", "patch"],
         "finalize" => &["update"],
         "binding" | "eviction" | "token" => &["create"],
-        // log, exec, attach, portforward, proxy: served by the kubelet, which does not exist
-        // yet.
+        // Served by the node's kubelet, through `node_proxy`.
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         _ => &[],
     }
 }
@@ -369,6 +371,7 @@ async fn check_budgets(
         name: Some(budget_name.clone()),
         subresource: None,
         watch_path: false,
+        proxy_path: None,
     };
     rewrite(rest, &budget_target, |budget| {
         let allowed =

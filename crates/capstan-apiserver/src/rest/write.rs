@@ -104,6 +104,7 @@ async fn create_object(
     }
     if resource.group.is_empty() && resource.plural == "pods" {
         super::admission::admit_pod_priority(rest, &mut object).await?;
+        super::admission::admit_pod_service_account(rest, &mut object);
     }
     for attempt in 0..4 {
         if let Some(prefix) = generated_prefix.as_deref().filter(|p| !p.is_empty()) {

@@ -18,9 +18,11 @@ pub(crate) struct Server {
     lines: mpsc::Receiver<String>,
 }
 
-/// Flags that keep a test server to itself: a free port, and its kubeconfig in `dir`.
+/// Flags that keep a test server to itself: a free port, its kubeconfig in `dir`, and no
+/// kubelet (tests of the node's own work start one with `Cluster::with_node`).
 pub(crate) fn isolated(dir: &Path) -> Vec<String> {
     vec![
+        "--disable-agent".into(),
         "--data-dir".into(),
         dir.display().to_string(),
         "--https-listen-port".into(),
