@@ -13,10 +13,17 @@ pub const CONFIG_FILE: &str = "10-capstan.conflist";
 pub fn render(bridge: &str, pod_cidrs: &[String], ipam_dir: &Path) -> String {
     let ranges: Vec<serde_json::Value> =
         pod_cidrs.iter().map(|cidr| json!([{"subnet": cidr}])).collect();
-    let routes: Vec<serde_json::Value> = pod_cidrs
-        .iter()
-        .map(|cidr| if cidr.contains(':') { json!({"dst": "::/0"}) } else { json!({"dst": "0.0.0.0/0"}) })
-        .collect();
+    let routes: Vec<serde_json::Value> =
+        pod_cidrs
+            .iter()
+            .map(|cidr| {
+                if cidr.contains(':') {
+                    json!({"dst": "::/0"})
+                } else {
+                    json!({"dst": "0.0.0.0/0"})
+                }
+            })
+            .collect();
     let config = json!({
         "cniVersion": "0.4.0",
         "name": "capstan",
@@ -41,7 +48,12 @@ pub fn render(bridge: &str, pod_cidrs: &[String], ipam_dir: &Path) -> String {
 }
 
 /// Writes the conflist when it differs from what is there; returns whether it changed.
-pub fn write(conf_dir: &Path, bridge: &str, pod_cidrs: &[String], ipam_dir: &Path) -> std::io::Result<bool> {
+pub fn write(
+    conf_dir: &Path,
+    bridge: &str,
+    pod_cidrs: &[String],
+    ipam_dir: &Path,
+) -> std::io::Result<bool> {
     let path: PathBuf = conf_dir.join(CONFIG_FILE);
     let text = render(bridge, pod_cidrs, ipam_dir);
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
@@ -61,7 +73,8 @@ mod tests {
 
     #[test]
     fn dual_stack_ranges_and_routes() {
-        let text = render("cni0", &["10.42.1.0/24".into(), "fd00:42:1::/64".into()], Path::new("/ipam"));
+        let text =
+            render("cni0", &["10.42.1.0/24".into(), "fd00:42:1::/64".into()], Path::new("/ipam"));
         let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let ipam = &value["plugins"][0]["ipam"];
         assert_eq!(ipam["ranges"][1][0]["subnet"], "fd00:42:1::/64");

@@ -130,11 +130,14 @@ pub async fn run(
         node_name: config.node_name.clone(),
         node_ips: config.node_ip.into_iter().collect(),
     };
-    let (address, server) = crate::server::serve(server, Arc::clone(&runtime), stop_rx.clone()).await?;
+    let (address, server) =
+        crate::server::serve(server, Arc::clone(&runtime), stop_rx.clone()).await?;
     // With port 0 the node advertises the port the kernel chose.
     config.kubelet_port = address.port();
     tracing::info!(%address, "kubelet API listening");
-    crate::node::register(&client, &config, runtime.as_ref()).await.map_err(KubeletError::Register)?;
+    crate::node::register(&client, &config, runtime.as_ref())
+        .await
+        .map_err(KubeletError::Register)?;
     tracing::info!(node = %config.node_name, runtime = %socket.display(), "node registered");
 
     let (facts_tx, facts_rx) = tokio::sync::watch::channel(crate::pods::NodeFacts::default());
@@ -145,7 +148,13 @@ pub async fn run(
         Arc::clone(&runtime),
         stop_rx.clone(),
     )));
-    tasks.push(tokio::spawn(watch_node(client.clone(), config.clone(), paths.clone(), facts_tx, stop_rx.clone())));
+    tasks.push(tokio::spawn(watch_node(
+        client.clone(),
+        config.clone(),
+        paths.clone(),
+        facts_tx,
+        stop_rx.clone(),
+    )));
     let parts = crate::pods::PodManagerParts {
         client: client.clone(),
         runtime: Arc::clone(&runtime),
@@ -175,7 +184,10 @@ async fn import_images(
     use crate::image_archive;
     if runtime.image_status(image_archive::PAUSE_IMAGE).await?.is_none() {
         let archive = config.agent_dir().join("images-builtin/pause.tar");
-        image_archive::write_oci_archive(&image_archive::pause_image(image_archive::PAUSE_IMAGE)?, &archive)?;
+        image_archive::write_oci_archive(
+            &image_archive::pause_image(image_archive::PAUSE_IMAGE)?,
+            &archive,
+        )?;
         image_archive::import(socket, &archive).await?;
         tracing::info!(image = image_archive::PAUSE_IMAGE, "sandbox image imported");
     }
@@ -184,12 +196,18 @@ async fn import_images(
         for entry in entries.flatten() {
             let path = entry.path();
             let name = path.display().to_string();
-            if !(name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar.zst")) {
+            if !(name.ends_with(".tar")
+                || name.ends_with(".tar.gz")
+                || name.ends_with(".tgz")
+                || name.ends_with(".tar.zst"))
+            {
                 continue;
             }
             match image_archive::import(socket, &path).await {
                 Ok(images) => tracing::info!(archive = %name, ?images, "images imported"),
-                Err(error) => tracing::warn!(archive = %name, %error, "cannot import an image archive"),
+                Err(error) => {
+                    tracing::warn!(archive = %name, %error, "cannot import an image archive")
+                }
             }
         }
     }

@@ -42,7 +42,9 @@ async fn a_sandbox_on_a_bridge_runs_a_container() -> anyhow::Result<()> {
 }
 
 async fn run(dir: &std::path::Path, socket: &std::path::Path) -> anyhow::Result<()> {
-    for image in [image_archive::pause_image(PAUSE_IMAGE)?, image_archive::busybox_image(BUSYBOX_IMAGE)?] {
+    for image in
+        [image_archive::pause_image(PAUSE_IMAGE)?, image_archive::busybox_image(BUSYBOX_IMAGE)?]
+    {
         let archive = dir.join("image.tar");
         image_archive::write_oci_archive(&image, &archive)?;
         image_archive::import(socket, &archive).await?;

@@ -63,8 +63,12 @@ pub(crate) async fn run(args: ImageArgs) -> anyhow::Result<()> {
         }
         ImageCommand::Build { image, name, output } => {
             let build = match image.as_str() {
-                "pause" => image_archive::pause_image(name.as_deref().unwrap_or(image_archive::PAUSE_IMAGE))?,
-                _ => image_archive::busybox_image(name.as_deref().unwrap_or(image_archive::BUSYBOX_IMAGE))?,
+                "pause" => image_archive::pause_image(
+                    name.as_deref().unwrap_or(image_archive::PAUSE_IMAGE),
+                )?,
+                _ => image_archive::busybox_image(
+                    name.as_deref().unwrap_or(image_archive::BUSYBOX_IMAGE),
+                )?,
             };
             image_archive::write_oci_archive(&build, &output)?;
             println!("{}: {}", output.display(), build.name);

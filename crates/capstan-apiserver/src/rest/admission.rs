@@ -95,9 +95,7 @@ const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// pods are left alone. A missing service account is not refused here (upstream refuses
 /// it); the kubelet's token request fails until the account exists.
 pub(super) fn admit_pod_service_account(rest: &Rest, pod: &mut Value) {
-    let is_mirror = pod
-        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-        .is_some();
+    let is_mirror = pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
     let namespace =
         pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
@@ -119,7 +117,9 @@ pub(super) fn admit_pod_service_account(rest: &Rest, pod: &mut Value) {
             .and_then(|accounts| {
                 rest.cache.get(&keys::object_key(accounts, Some(&namespace), &account)).0
             })
-            .and_then(|account| account.get("automountServiceAccountToken").and_then(Value::as_bool))
+            .and_then(|account| {
+                account.get("automountServiceAccountToken").and_then(Value::as_bool)
+            })
             .unwrap_or(true),
     };
     if !automount {

@@ -37,7 +37,8 @@ impl Backoff {
     pub(crate) fn restarted(&mut self, key: &str) {
         match self.entries.get_mut(key) {
             Some(entry) => {
-                entry.delay = if entry.delay.is_zero() { INITIAL } else { (entry.delay * 2).min(MAXIMUM) };
+                entry.delay =
+                    if entry.delay.is_zero() { INITIAL } else { (entry.delay * 2).min(MAXIMUM) };
             }
             None => {
                 self.entries.insert(key.to_owned(), Entry { delay: INITIAL });

@@ -77,8 +77,11 @@ pub(crate) fn dns_config(pod: &Pod, env: &SandboxEnvironment<'_>) -> Option<DnsC
             options: Vec::new(),
         },
         _ => {
-            let mut searches =
-                vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.to_owned()];
+            let mut searches = vec![
+                format!("{namespace}.svc.{domain}"),
+                format!("svc.{domain}"),
+                domain.to_owned(),
+            ];
             searches.extend(env.host_searches.iter().cloned());
             DnsConfig {
                 servers: env.cluster_dns.iter().map(ToString::to_string).collect(),
@@ -194,14 +197,26 @@ pub(crate) fn sandbox_config(
     }
 }
 
-fn quantity(resources: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str) -> Option<Quantity> {
+fn quantity(
+    resources: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+    name: &str,
+) -> Option<Quantity> {
     resources.and_then(|r| r.get(name)).and_then(|q| Quantity::parse(&q.0).ok())
 }
 
 /// CPU and memory settings from requests and limits, as the kubelet computes them for
 /// the cgroupfs driver: shares from the cpu request (2 when none), a CFS quota from the
 /// cpu limit, the memory limit, and an OOM score by QoS class.
-pub(crate) fn linux_resources(pod: &Pod, container: &Container, node_memory: i64) -> LinuxContainerResources {
+pub(crate) fn linux_resources(
+    pod: &Pod,
+    container: &Container,
+    node_memory: i64,
+) -> LinuxContainerResources {
     let resources = container.resources.clone().unwrap_or_default();
     let requests = resources.requests.as_ref();
     let limits = resources.limits.as_ref();
@@ -233,7 +248,8 @@ pub(crate) fn linux_resources(pod: &Pod, container: &Container, node_memory: i64
 
 /// The container's security settings.
 pub(crate) fn linux_security(pod: &Pod, container: &Container) -> LinuxContainerSecurityContext {
-    let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let pod_security =
+        pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
     let security = container.security_context.clone().unwrap_or_default();
     let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
     let capabilities = security.capabilities.clone().unwrap_or_default();
@@ -246,7 +262,11 @@ pub(crate) fn linux_security(pod: &Pod, container: &Container) -> LinuxContainer
         }),
         privileged: security.privileged.unwrap_or(false),
         namespace_options: Some(NamespaceOption {
-            network: if host_network { NamespaceMode::Node as i32 } else { NamespaceMode::Pod as i32 },
+            network: if host_network {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Pod as i32
+            },
             pid: if spec.host_pid.unwrap_or(false) {
                 NamespaceMode::Node as i32
             } else if spec.share_process_namespace.unwrap_or(false) {
@@ -254,24 +274,49 @@ pub(crate) fn linux_security(pod: &Pod, container: &Container) -> LinuxContainer
             } else {
                 NamespaceMode::Container as i32
             },
-            ipc: if spec.host_ipc.unwrap_or(false) { NamespaceMode::Node as i32 } else { NamespaceMode::Pod as i32 },
+            ipc: if spec.host_ipc.unwrap_or(false) {
+                NamespaceMode::Node as i32
+            } else {
+                NamespaceMode::Pod as i32
+            },
             ..NamespaceOption::default()
         }),
-        run_as_user: security.run_as_user.or(pod_security.run_as_user).map(|value| Int64Value { value }),
-        run_as_group: security.run_as_group.or(pod_security.run_as_group).map(|value| Int64Value { value }),
+        run_as_user: security
+            .run_as_user
+            .or(pod_security.run_as_user)
+            .map(|value| Int64Value { value }),
+        run_as_group: security
+            .run_as_group
+            .or(pod_security.run_as_group)
+            .map(|value| Int64Value { value }),
         supplemental_groups: pod_security.supplemental_groups.unwrap_or_default(),
         readonly_rootfs: security.read_only_root_filesystem.unwrap_or(false),
         no_new_privs: security.allow_privilege_escalation == Some(false),
-        masked_paths: if security.privileged.unwrap_or(false) { Vec::new() } else { default_masked_paths() },
-        readonly_paths: if security.privileged.unwrap_or(false) { Vec::new() } else { default_readonly_paths() },
+        masked_paths: if security.privileged.unwrap_or(false) {
+            Vec::new()
+        } else {
+            default_masked_paths()
+        },
+        readonly_paths: if security.privileged.unwrap_or(false) {
+            Vec::new()
+        } else {
+            default_readonly_paths()
+        },
         ..LinuxContainerSecurityContext::default()
     }
 }
 
 fn default_masked_paths() -> Vec<String> {
     [
-        "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+        "/proc/acpi",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
     ]
     .map(String::from)
     .to_vec()
@@ -301,11 +346,17 @@ mod tests {
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}, "spec": spec}))
-            .unwrap_or_default()
+        serde_json::from_value(
+            json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1"}, "spec": spec}),
+        )
+        .unwrap_or_default()
     }
 
-    fn env<'a>(dns: &'a [IpAddr], searches: &'a [String], servers: &'a [String]) -> SandboxEnvironment<'a> {
+    fn env<'a>(
+        dns: &'a [IpAddr],
+        searches: &'a [String],
+        servers: &'a [String],
+    ) -> SandboxEnvironment<'a> {
         SandboxEnvironment {
             log_directory: Path::new("/logs"),
             cluster_dns: dns,
@@ -323,15 +374,23 @@ mod tests {
         let config = dns_config(&pod(json!({"containers": []})), &env(&dns, &searches, &servers));
         let config = config.unwrap_or_default();
         assert_eq!(config.servers, vec!["10.43.0.10"]);
-        assert_eq!(config.searches, vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.com"]);
+        assert_eq!(
+            config.searches,
+            vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "example.com"]
+        );
         assert_eq!(config.options, vec!["ndots:5"]);
-        let host = dns_config(&pod(json!({"containers": [], "dnsPolicy": "Default"})), &env(&dns, &searches, &servers));
+        let host = dns_config(
+            &pod(json!({"containers": [], "dnsPolicy": "Default"})),
+            &env(&dns, &searches, &servers),
+        );
         assert_eq!(host.unwrap_or_default().servers, vec!["1.1.1.1"]);
     }
 
     #[test]
     fn resources_follow_requests_and_limits() {
-        let p = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}}]}));
+        let p = pod(
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}}]}),
+        );
         let spec = p.spec.clone().unwrap_or_default();
         let r = linux_resources(&p, &spec.containers[0], 1 << 30);
         assert_eq!(r.cpu_shares, 256);

@@ -22,7 +22,11 @@ pub(crate) fn hosts_file(pod: &Pod, pod_ips: &[String], cluster_domain: &str) ->
     if !aliases.is_empty() {
         text.push_str("\n# Entries added by HostAliases.\n");
         for alias in aliases {
-            text.push_str(&format!("{}\t{}\n", alias.ip, alias.hostnames.unwrap_or_default().join("\t")));
+            text.push_str(&format!(
+                "{}\t{}\n",
+                alias.ip,
+                alias.hostnames.unwrap_or_default().join("\t")
+            ));
         }
     }
     text

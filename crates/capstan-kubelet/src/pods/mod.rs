@@ -90,7 +90,8 @@ impl Shared {
             .iter()
             .filter(|s| {
                 let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-                ns == namespace || (ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
+                ns == namespace
+                    || (ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
             })
             .map(|s| (**s).clone())
             .collect()
@@ -113,7 +114,9 @@ pub struct PodManagerParts {
 
 impl std::fmt::Debug for PodManagerParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PodManagerParts").field("node", &self.config.node_name).finish_non_exhaustive()
+        f.debug_struct("PodManagerParts")
+            .field("node", &self.config.node_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,8 +128,11 @@ pub async fn run(parts: PodManagerParts, mut stop: watch::Receiver<bool>) {
     let services_api: kube::Api<Service> = kube::Api::all(parts.client.clone());
     let (services, services_writer) = kube::runtime::reflector::store();
     let services_task = tokio::spawn(
-        kube::runtime::reflector(services_writer, watcher::watcher(services_api, watcher::Config::default()))
-            .for_each(|_| async {}),
+        kube::runtime::reflector(
+            services_writer,
+            watcher::watcher(services_api, watcher::Config::default()),
+        )
+        .for_each(|_| async {}),
     );
     let shared = Arc::new(Shared {
         client: parts.client.clone(),
@@ -263,7 +269,8 @@ async fn poke_changed(
     workers: &HashMap<String, WorkerHandle>,
     fingerprints: &mut HashMap<String, String>,
 ) {
-    let Ok(containers) = shared.runtime.list_containers(ListContainersRequest::default()).await else {
+    let Ok(containers) = shared.runtime.list_containers(ListContainersRequest::default()).await
+    else {
         return;
     };
     let mut current: HashMap<String, String> = HashMap::new();

@@ -43,12 +43,15 @@ fn find(auths: &serde_json::Value, registry: &str) -> Option<AuthConfig> {
         let host = key.trim_start_matches("https://").trim_start_matches("http://");
         let host = host.split('/').next().unwrap_or(host);
         let matches = host == registry
-            || (registry == "docker.io" && (host == "index.docker.io" || host == "registry-1.docker.io"));
+            || (registry == "docker.io"
+                && (host == "index.docker.io" || host == "registry-1.docker.io"));
         if !matches {
             continue;
         }
-        let mut username = entry.get("username").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let mut password = entry.get("password").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let mut username =
+            entry.get("username").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let mut password =
+            entry.get("password").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         if let Some(encoded) = entry.get("auth").and_then(|v| v.as_str())
             && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded)
             && let Some((user, pass)) = String::from_utf8_lossy(&decoded).split_once(':')
@@ -56,7 +59,12 @@ fn find(auths: &serde_json::Value, registry: &str) -> Option<AuthConfig> {
             username = user.to_owned();
             password = pass.to_owned();
         }
-        return Some(AuthConfig { username, password, server_address: host.to_owned(), ..AuthConfig::default() });
+        return Some(AuthConfig {
+            username,
+            password,
+            server_address: host.to_owned(),
+            ..AuthConfig::default()
+        });
     }
     None
 }

@@ -233,9 +233,7 @@ pub(crate) fn phase(observed: &Observed<'_>, statuses: &[ContainerStatus]) -> &'
             if terminated.exit_code == 0 {
                 succeeded += 1;
             }
-        } else if let Some(last) =
-            status.last_state.as_ref().and_then(|s| s.terminated.as_ref())
-        {
+        } else if let Some(last) = status.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
             // Waiting to restart after having run: counts as stopped, as upstream.
             stopped += 1;
             if last.exit_code == 0 {
@@ -304,16 +302,10 @@ pub(crate) fn pod_status(observed: &Observed<'_>) -> PodStatus {
         .iter()
         .map(|c| container_status(observed, c, "PodInitializing"))
         .collect();
-    let default_waiting = if initialized && observed.sandbox_ready {
-        "ContainerCreating"
-    } else {
-        "PodInitializing"
-    };
-    let statuses: Vec<ContainerStatus> = spec
-        .containers
-        .iter()
-        .map(|c| container_status(observed, c, default_waiting))
-        .collect();
+    let default_waiting =
+        if initialized && observed.sandbox_ready { "ContainerCreating" } else { "PodInitializing" };
+    let statuses: Vec<ContainerStatus> =
+        spec.containers.iter().map(|c| container_status(observed, c, default_waiting)).collect();
     let phase = phase(observed, &statuses);
     let terminal = phase == "Succeeded" || phase == "Failed";
     let unready: Vec<&str> =
@@ -386,7 +378,10 @@ pub(crate) fn pod_status(observed: &Observed<'_>) -> PodStatus {
     } else if containers_ready {
         (
             Some("ReadinessGatesNotReady"),
-            Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gates.join(", "))),
+            Some(format!(
+                "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                gates.join(", ")
+            )),
         )
     } else {
         (reason, message)
@@ -455,8 +450,10 @@ mod tests {
     use serde_json::json;
 
     fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}))
-            .unwrap_or_default()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}),
+        )
+        .unwrap_or_default()
     }
 
     fn instance(name: &str, attempt: u32, state: CriState, exit_code: i32) -> CriStatus {
@@ -466,7 +463,11 @@ mod tests {
             state: state as i32,
             exit_code,
             started_at: 1_700_000_000_000_000_000,
-            finished_at: if state == CriState::ContainerExited { 1_700_000_001_000_000_000 } else { 0 },
+            finished_at: if state == CriState::ContainerExited {
+                1_700_000_001_000_000_000
+            } else {
+                0
+            },
             ..CriStatus::default()
         }
     }
@@ -514,7 +515,8 @@ mod tests {
         use CriState::*;
         let always = pod(json!({"containers": [{"name": "c", "image": "i"}]}));
         check(&always, &[], &[], "Pending");
-        let status = check(&always, &[("c", vec![instance("c", 0, ContainerRunning, 0)])], &[], "Running");
+        let status =
+            check(&always, &[("c", vec![instance("c", 0, ContainerRunning, 0)])], &[], "Running");
         assert_eq!(condition_of(&status, "Ready"), "True");
         assert_eq!(status.pod_ip.as_deref(), Some("10.42.0.5"));
         // Crash-looping keeps the pod Running, with the exit as the last state.
@@ -532,11 +534,38 @@ mod tests {
         );
         assert!(c.last_state.as_ref().and_then(|s| s.terminated.as_ref()).is_some());
 
-        let never = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}));
-        check(&never, &[("a", vec![instance("a", 0, ContainerExited, 0)]), ("b", vec![instance("b", 0, ContainerExited, 0)])], &[], "Succeeded");
-        check(&never, &[("a", vec![instance("a", 0, ContainerExited, 0)]), ("b", vec![instance("b", 0, ContainerExited, 137)])], &[], "Failed");
-        check(&never, &[("a", vec![instance("a", 0, ContainerExited, 0)]), ("b", vec![instance("b", 0, ContainerRunning, 0)])], &[], "Running");
-        let on_failure = pod(json!({"restartPolicy": "OnFailure", "containers": [{"name": "a", "image": "i"}]}));
+        let never = pod(
+            json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}),
+        );
+        check(
+            &never,
+            &[
+                ("a", vec![instance("a", 0, ContainerExited, 0)]),
+                ("b", vec![instance("b", 0, ContainerExited, 0)]),
+            ],
+            &[],
+            "Succeeded",
+        );
+        check(
+            &never,
+            &[
+                ("a", vec![instance("a", 0, ContainerExited, 0)]),
+                ("b", vec![instance("b", 0, ContainerExited, 137)]),
+            ],
+            &[],
+            "Failed",
+        );
+        check(
+            &never,
+            &[
+                ("a", vec![instance("a", 0, ContainerExited, 0)]),
+                ("b", vec![instance("b", 0, ContainerRunning, 0)]),
+            ],
+            &[],
+            "Running",
+        );
+        let on_failure =
+            pod(json!({"restartPolicy": "OnFailure", "containers": [{"name": "a", "image": "i"}]}));
         check(&on_failure, &[("a", vec![instance("a", 0, ContainerExited, 1)])], &[], "Running");
         check(&on_failure, &[("a", vec![instance("a", 1, ContainerExited, 0)])], &[], "Succeeded");
     }
@@ -544,8 +573,11 @@ mod tests {
     #[test]
     fn init_containers_gate_the_pod() {
         use CriState::*;
-        let p = pod(json!({"initContainers": [{"name": "i1", "image": "i"}, {"name": "side", "image": "i", "restartPolicy": "Always"}], "containers": [{"name": "c", "image": "i"}]}));
-        let status = check(&p, &[("i1", vec![instance("i1", 0, ContainerRunning, 0)])], &[], "Pending");
+        let p = pod(
+            json!({"initContainers": [{"name": "i1", "image": "i"}, {"name": "side", "image": "i", "restartPolicy": "Always"}], "containers": [{"name": "c", "image": "i"}]}),
+        );
+        let status =
+            check(&p, &[("i1", vec![instance("i1", 0, ContainerRunning, 0)])], &[], "Pending");
         assert_eq!(condition_of(&status, "Initialized"), "False");
         let c = &status.container_statuses.unwrap_or_default()[0];
         assert_eq!(
@@ -563,7 +595,9 @@ mod tests {
             "Running",
         );
         assert_eq!(condition_of(&status, "Initialized"), "True");
-        let never = pod(json!({"restartPolicy": "Never", "initContainers": [{"name": "i1", "image": "i"}], "containers": [{"name": "c", "image": "i"}]}));
+        let never = pod(
+            json!({"restartPolicy": "Never", "initContainers": [{"name": "i1", "image": "i"}], "containers": [{"name": "c", "image": "i"}]}),
+        );
         check(&never, &[("i1", vec![instance("i1", 0, ContainerExited, 2)])], &[], "Failed");
     }
 
@@ -571,9 +605,12 @@ mod tests {
     fn qos_classes() {
         let best = pod(json!({"containers": [{"name": "c"}]}));
         assert_eq!(qos_class(&best), "BestEffort");
-        let guaranteed = pod(json!({"containers": [{"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}));
+        let guaranteed = pod(
+            json!({"containers": [{"name": "c", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
+        );
         assert_eq!(qos_class(&guaranteed), "Guaranteed");
-        let burstable = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}));
+        let burstable =
+            pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}));
         assert_eq!(qos_class(&burstable), "Burstable");
     }
 }

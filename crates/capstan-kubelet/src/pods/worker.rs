@@ -4,10 +4,10 @@
 //! stopped gracefully (preStop hooks, SIGTERM, SIGKILL after the grace period), cleaned up
 //! and finally removed from the API.
 
+use super::Shared;
 use super::backoff::Backoff;
 use super::config::{self, SandboxEnvironment};
 use super::status::{self, Instances, Observed, Waiting, is_sidecar};
-use super::Shared;
 use crate::probes::{ProbeTarget, ProbeUpdate, Transition};
 use crate::runtime::cri_api::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState as CriState,
@@ -154,7 +154,14 @@ impl Worker {
         ))
     }
 
-    fn event(&self, pod: &Pod, container: Option<(&str, bool)>, kind: EventType, reason: &str, note: String) {
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<(&str, bool)>,
+        kind: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let reference = match container {
             Some((name, init)) => container_reference(pod, name, init),
             None => capstan_kube::events::reference_to(pod),
@@ -219,13 +226,12 @@ impl Worker {
                 && status.annotations.get(FALLBACK).is_some_and(|v| v == "true") =>
             {
                 let log = std::fs::read_to_string(&status.log_path).ok()?;
-                let lines: Vec<&str> = log
-                    .lines()
-                    .filter_map(|line| line.splitn(4, ' ').nth(3))
-                    .collect();
+                let lines: Vec<&str> =
+                    log.lines().filter_map(|line| line.splitn(4, ' ').nth(3)).collect();
                 let tail = lines[lines.len().saturating_sub(80)..].join("\n");
                 let start = tail.len().saturating_sub(2048);
-                let start = (start..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(tail.len());
+                let start =
+                    (start..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(tail.len());
                 Some(tail[start..].to_owned())
             }
             _ => None,
@@ -300,7 +306,11 @@ impl Worker {
                 // A new sandbox: whatever ran in an old one is stopped first.
                 for list in instances.values() {
                     for instance in list.iter().filter(|s| is_running(s)) {
-                        let _ = self.shared.runtime.stop_container(&instance.id, Duration::from_secs(2)).await;
+                        let _ = self
+                            .shared
+                            .runtime
+                            .stop_container(&instance.id, Duration::from_secs(2))
+                            .await;
                     }
                 }
                 self.create_sandbox(pod, next_attempt).await?;
@@ -347,7 +357,13 @@ impl Worker {
         let id = match shared.runtime.run_pod_sandbox(sandbox_config.clone(), String::new()).await {
             Ok(id) => id,
             Err(error) => {
-                self.event(pod, None, EventType::Warning, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {error}"));
+                self.event(
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {error}"),
+                );
                 return Err(error.into());
             }
         };
@@ -402,7 +418,11 @@ impl Worker {
         let facts = self.shared.node_facts.borrow();
         PodContext {
             pod_ip: sandbox.ips.first().cloned().or_else(|| facts.host_ips.first().cloned()),
-            pod_ips: if sandbox.ips.is_empty() { facts.host_ips.clone() } else { sandbox.ips.clone() },
+            pod_ips: if sandbox.ips.is_empty() {
+                facts.host_ips.clone()
+            } else {
+                sandbox.ips.clone()
+            },
             host_ip: facts.host_ips.first().cloned(),
             node_allocatable_cpu_millis: facts.allocatable_cpu_millis,
             node_allocatable_memory_bytes: facts.allocatable_memory_bytes,
@@ -422,14 +442,28 @@ impl Worker {
         let spec = pod.spec.clone().unwrap_or_default();
         if self.volumes.is_none() || true {
             let context = self.pod_context(sandbox);
-            match crate::volumes::prepare(&self.shared.client, pod, &self.pod_dir(), &context, self.shared.mounter.as_ref()).await {
+            match crate::volumes::prepare(
+                &self.shared.client,
+                pod,
+                &self.pod_dir(),
+                &context,
+                self.shared.mounter.as_ref(),
+            )
+            .await
+            {
                 Ok(volumes) => self.volumes = Some(volumes),
                 Err(error) => {
                     let message = error.to_string();
                     self.event(pod, None, EventType::Warning, "FailedMount", message.clone());
                     for container in spec.init_containers.iter().flatten().chain(&spec.containers) {
                         if instances.get(&container.name).is_none_or(Vec::is_empty) {
-                            self.waiting.insert(container.name.clone(), Waiting { reason: "ContainerCreating".into(), message: message.clone() });
+                            self.waiting.insert(
+                                container.name.clone(),
+                                Waiting {
+                                    reason: "ContainerCreating".into(),
+                                    message: message.clone(),
+                                },
+                            );
                         }
                     }
                     next.wake_after = Some(Duration::from_secs(2));
@@ -498,13 +532,25 @@ impl Worker {
         Ok(())
     }
 
-    fn watch_probes(&mut self, pod: &Pod, container: &Container, status: &CriStatus, sandbox: &Sandbox) {
+    fn watch_probes(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        status: &CriStatus,
+        sandbox: &Sandbox,
+    ) {
         if self.probed.get(&container.name) == Some(&status.id) {
             return;
         }
         self.probed.insert(container.name.clone(), status.id.clone());
         let pod_ip = sandbox.ips.first().and_then(|ip| ip.parse::<IpAddr>().ok());
-        self.shared.probes.add_container(pod, container, &status.id, pod_ip, system_time_of(status.started_at));
+        self.shared.probes.add_container(
+            pod,
+            container,
+            &status.id,
+            pod_ip,
+            system_time_of(status.started_at),
+        );
     }
 
     /// Restarts an exited container unless it is in back-off; returns whether it started.
@@ -530,7 +576,13 @@ impl Worker {
                 self.uid
             );
             if self.waiting.get(&key).is_none_or(|w| w.reason != "CrashLoopBackOff") {
-                self.event(pod, Some((&container.name, init)), EventType::Warning, "BackOff", "Back-off restarting failed container".into());
+                self.event(
+                    pod,
+                    Some((&container.name, init)),
+                    EventType::Warning,
+                    "BackOff",
+                    "Back-off restarting failed container".into(),
+                );
             }
             self.waiting.insert(key, Waiting { reason: "CrashLoopBackOff".into(), message });
             next.wake_after = Some(next.wake_after.map_or(wait, |w| w.min(wait)));
@@ -554,40 +606,89 @@ impl Worker {
     }
 
     /// Pulls the image if the policy says so; `Ok(None)` when it must wait (back-off).
-    async fn ensure_image(&mut self, pod: &Arc<Pod>, container: &Container, init: bool, next: &mut Next) -> Result<Option<String>, SyncError> {
+    async fn ensure_image(
+        &mut self,
+        pod: &Arc<Pod>,
+        container: &Container,
+        init: bool,
+        next: &mut Next,
+    ) -> Result<Option<String>, SyncError> {
         let image = container.image.clone().unwrap_or_default();
         let policy = pull_policy(container);
         let present = self.shared.runtime.image_status(&image).await?.map(|i| i.id);
         let reference = Some((container.name.as_str(), init));
         match (policy.as_str(), present) {
             ("Never", None) => {
-                let message = format!("Container image \"{image}\" is not present with pull policy of Never");
-                self.event(pod, reference, EventType::Warning, "ErrImageNeverPull", message.clone());
-                self.waiting.insert(container.name.clone(), Waiting { reason: "ErrImageNeverPull".into(), message });
+                let message =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Warning,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                );
+                self.waiting.insert(
+                    container.name.clone(),
+                    Waiting { reason: "ErrImageNeverPull".into(), message },
+                );
                 Ok(None)
             }
             ("Always", _) | (_, None) => {
                 let key = format!("image:{image}");
-                if let Some(wait) = self.pulls.remaining(&key, Instant::now() - Duration::from_millis(1), Instant::now()) {
-                    self.waiting.insert(container.name.clone(), Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") });
+                if let Some(wait) = self.pulls.remaining(
+                    &key,
+                    Instant::now() - Duration::from_millis(1),
+                    Instant::now(),
+                ) {
+                    self.waiting.insert(
+                        container.name.clone(),
+                        Waiting {
+                            reason: "ImagePullBackOff".into(),
+                            message: format!("Back-off pulling image \"{image}\""),
+                        },
+                    );
                     next.wake_after = Some(next.wake_after.map_or(wait, |w| w.min(wait)));
                     return Ok(None);
                 }
-                self.event(pod, reference, EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Normal,
+                    "Pulling",
+                    format!("Pulling image \"{image}\""),
+                );
                 let started = Instant::now();
                 let auth = super::pull_secrets::auth_for(&self.shared.client, pod, &image).await;
                 let spec = ImageSpec { image: image.clone(), ..ImageSpec::default() };
-                match self.shared.runtime.pull_image(spec, auth, self.sandbox.as_ref().map(|s| s.config.clone())).await {
+                match self
+                    .shared
+                    .runtime
+                    .pull_image(spec, auth, self.sandbox.as_ref().map(|s| s.config.clone()))
+                    .await
+                {
                     Ok(reference_id) => {
                         self.pulls.reset(&key);
-                        self.event(pod, reference, EventType::Normal, "Pulled", format!("Successfully pulled image \"{image}\" in {:.3}s", started.elapsed().as_secs_f64()));
+                        self.event(
+                            pod,
+                            reference,
+                            EventType::Normal,
+                            "Pulled",
+                            format!(
+                                "Successfully pulled image \"{image}\" in {:.3}s",
+                                started.elapsed().as_secs_f64()
+                            ),
+                        );
                         Ok(Some(reference_id))
                     }
                     Err(error) => {
                         self.pulls.restarted(&key);
                         let message = format!("Failed to pull image \"{image}\": {error}");
                         self.event(pod, reference, EventType::Warning, "Failed", message.clone());
-                        self.waiting.insert(container.name.clone(), Waiting { reason: "ErrImagePull".into(), message });
+                        self.waiting.insert(
+                            container.name.clone(),
+                            Waiting { reason: "ErrImagePull".into(), message },
+                        );
                         next.wake_after = Some(Duration::from_secs(10));
                         Ok(None)
                     }
@@ -595,7 +696,13 @@ impl Worker {
             }
             (_, Some(id)) => {
                 if self.waiting.get(&container.name).is_none() {
-                    self.event(pod, reference, EventType::Normal, "Pulled", format!("Container image \"{image}\" already present on machine"));
+                    self.event(
+                        pod,
+                        reference,
+                        EventType::Normal,
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
                 }
                 Ok(Some(id))
             }
@@ -619,8 +726,17 @@ impl Worker {
         let config = match self.container_config(pod, sandbox, container, attempt, &image).await {
             Ok(config) => config,
             Err(message) => {
-                self.event(pod, reference, EventType::Warning, "Failed", format!("Error: {message}"));
-                self.waiting.insert(container.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message });
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.waiting.insert(
+                    container.name.clone(),
+                    Waiting { reason: "CreateContainerConfigError".into(), message },
+                );
                 next.wake_after = Some(Duration::from_secs(2));
                 return Ok(false);
             }
@@ -630,27 +746,60 @@ impl Worker {
             Ok(id) => id,
             Err(error) => {
                 let message = error.to_string();
-                self.event(pod, reference, EventType::Warning, "Failed", format!("Error: {message}"));
-                self.waiting.insert(container.name.clone(), Waiting { reason: "CreateContainerError".into(), message });
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.waiting.insert(
+                    container.name.clone(),
+                    Waiting { reason: "CreateContainerError".into(), message },
+                );
                 next.wake_after = Some(Duration::from_secs(2));
                 return Ok(false);
             }
         };
-        self.event(pod, reference, EventType::Normal, "Created", format!("Created container {}", container.name));
+        self.event(
+            pod,
+            reference,
+            EventType::Normal,
+            "Created",
+            format!("Created container {}", container.name),
+        );
         if let Err(error) = runtime.start_container(&id).await {
             let message = error.to_string();
             self.event(pod, reference, EventType::Warning, "Failed", format!("Error: {message}"));
-            self.waiting.insert(container.name.clone(), Waiting { reason: "RunContainerError".into(), message });
+            self.waiting.insert(
+                container.name.clone(),
+                Waiting { reason: "RunContainerError".into(), message },
+            );
             return Ok(false);
         }
         self.waiting.remove(&container.name);
-        self.event(pod, reference, EventType::Normal, "Started", format!("Started container {}", container.name));
+        self.event(
+            pod,
+            reference,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", container.name),
+        );
         if let Some(handler) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let pod_ip = sandbox.ips.first().and_then(|ip| ip.parse::<IpAddr>().ok());
-            let target = ProbeTarget { runtime: runtime.as_ref(), container_id: &id, pod_ip, container };
-            if let Err(error) = crate::hooks::run_hook(handler, &target, Duration::from_secs(30)).await {
+            let target =
+                ProbeTarget { runtime: runtime.as_ref(), container_id: &id, pod_ip, container };
+            if let Err(error) =
+                crate::hooks::run_hook(handler, &target, Duration::from_secs(30)).await
+            {
                 let message = format!("PostStartHook failed: {error}");
-                self.event(pod, reference, EventType::Warning, "FailedPostStartHook", message.clone());
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    message.clone(),
+                );
                 let _ = runtime.stop_container(&id, self.grace(pod, None)).await;
                 return Ok(false);
             }
@@ -669,38 +818,59 @@ impl Worker {
     ) -> Result<ContainerConfig, String> {
         let context = self.pod_context(sandbox);
         let services = self.shared.services_for(pod);
-        let env = crate::env::container_env(&self.shared.client, pod, container, &context, &services)
-            .await
-            .map_err(|e| e.to_string())?;
-        let pairs: Vec<(String, String)> = env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+        let env =
+            crate::env::container_env(&self.shared.client, pod, container, &context, &services)
+                .await
+                .map_err(|e| e.to_string())?;
+        let pairs: Vec<(String, String)> =
+            env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
         let expand = |list: &Option<Vec<String>>| {
             list.iter().flatten().map(|item| crate::env::expand(item, &pairs)).collect::<Vec<_>>()
         };
         let mut mounts = match &self.volumes {
-            Some(volumes) => crate::volumes::container_mounts(pod, volumes, container).map_err(|e| e.to_string())?,
+            Some(volumes) => crate::volumes::container_mounts(pod, volumes, container)
+                .map_err(|e| e.to_string())?,
             None => Vec::new(),
         };
         // The termination message file, and the kubelet-managed /etc/hosts.
         let termination = self.termination_path(&container.name, attempt);
         if let Some(parent) = termination.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        std::fs::write(&termination, b"").map_err(|e| format!("cannot create {}: {e}", termination.display()))?;
+        std::fs::write(&termination, b"")
+            .map_err(|e| format!("cannot create {}: {e}", termination.display()))?;
         mounts.push(Mount {
-            container_path: container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+            container_path: container
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
             host_path: termination.display().to_string(),
             ..Mount::default()
         });
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         if !host_network && !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
             let hosts = self.pod_dir().join("etc-hosts");
-            std::fs::write(&hosts, super::hosts::hosts_file(pod, &sandbox.ips, &self.shared.config.cluster_domain))
-                .map_err(|e| format!("cannot write {}: {e}", hosts.display()))?;
-            mounts.push(Mount { container_path: "/etc/hosts".into(), host_path: hosts.display().to_string(), ..Mount::default() });
+            std::fs::write(
+                &hosts,
+                super::hosts::hosts_file(pod, &sandbox.ips, &self.shared.config.cluster_domain),
+            )
+            .map_err(|e| format!("cannot write {}: {e}", hosts.display()))?;
+            mounts.push(Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: hosts.display().to_string(),
+                ..Mount::default()
+            });
         }
         let mut annotations = HashMap::from([
             ("io.kubernetes.container.restartCount".to_owned(), attempt.to_string()),
-            ("io.kubernetes.container.terminationMessagePath".to_owned(), container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into())),
+            (
+                "io.kubernetes.container.terminationMessagePath".to_owned(),
+                container
+                    .termination_message_path
+                    .clone()
+                    .unwrap_or_else(|| "/dev/termination-log".into()),
+            ),
         ]);
         if container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") {
             annotations.insert(FALLBACK.to_owned(), "true".to_owned());
@@ -708,7 +878,11 @@ impl Worker {
         let memory = self.shared.node_facts.borrow().allocatable_memory_bytes;
         Ok(ContainerConfig {
             metadata: Some(ContainerMetadata { name: container.name.clone(), attempt }),
-            image: Some(ImageSpec { image: image.to_owned(), user_specified_image: container.image.clone().unwrap_or_default(), ..ImageSpec::default() }),
+            image: Some(ImageSpec {
+                image: image.to_owned(),
+                user_specified_image: container.image.clone().unwrap_or_default(),
+                ..ImageSpec::default()
+            }),
             command: expand(&container.command),
             args: expand(&container.args),
             working_dir: container.working_dir.clone().unwrap_or_default(),
@@ -746,14 +920,25 @@ impl Worker {
             crate::probes::ProbeKind::Startup => "Startup",
         };
         let output = match &update.result {
-            crate::probes::ProbeResult::Failure(text) | crate::probes::ProbeResult::Unknown(text) => text.clone(),
+            crate::probes::ProbeResult::Failure(text)
+            | crate::probes::ProbeResult::Unknown(text) => text.clone(),
             crate::probes::ProbeResult::Success => String::new(),
         };
-        let init = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).is_some_and(|list| list.iter().any(|c| c.name == update.container_name));
+        let init = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .is_some_and(|list| list.iter().any(|c| c.name == update.container_name));
         let reference = Some((update.container_name.as_str(), init));
         match update.transition {
             Transition::Failed => {
-                self.event(pod, reference, EventType::Warning, "Unhealthy", format!("{kind} probe failed: {output}"));
+                self.event(
+                    pod,
+                    reference,
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{kind} probe failed: {output}"),
+                );
             }
             Transition::LivenessFailed | Transition::StartupFailed => {
                 let message = format!(
@@ -766,11 +951,20 @@ impl Worker {
                 self.shared.probes.remove_container(&self.uid, &update.container_name);
                 self.probed.remove(&update.container_name);
                 let spec = pod.spec.clone().unwrap_or_default();
-                let container = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == update.container_name).cloned();
+                let container = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|c| c.name == update.container_name)
+                    .cloned();
                 if let Some(container) = container {
                     self.run_pre_stop(&container, &update.container_id).await;
                 }
-                let _ = self.shared.runtime.stop_container(&update.container_id, self.grace(pod, None)).await;
+                let _ = self
+                    .shared
+                    .runtime
+                    .stop_container(&update.container_id, self.grace(pod, None))
+                    .await;
             }
             _ => {}
         }
@@ -778,9 +972,20 @@ impl Worker {
 
     async fn run_pre_stop(&self, container: &Container, container_id: &str) {
         if let Some(handler) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
-            let pod_ip = self.sandbox.as_ref().and_then(|s| s.ips.first()).and_then(|ip| ip.parse::<IpAddr>().ok());
-            let target = ProbeTarget { runtime: self.shared.runtime.as_ref(), container_id, pod_ip, container };
-            if let Err(error) = crate::hooks::run_hook(handler, &target, Duration::from_secs(30)).await {
+            let pod_ip = self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.ips.first())
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            let target = ProbeTarget {
+                runtime: self.shared.runtime.as_ref(),
+                container_id,
+                pod_ip,
+                container,
+            };
+            if let Err(error) =
+                crate::hooks::run_hook(handler, &target, Duration::from_secs(30)).await
+            {
                 tracing::debug!(container = %container.name, %error, "preStop hook failed");
             }
         }
@@ -789,17 +994,29 @@ impl Worker {
     /// Stops the pod: preStop hooks, then every container with the grace period (main
     /// containers first, then sidecars), then the sandbox; frees its resources, and — for
     /// a pod being deleted — reports the final status and removes the pod from the API.
-    pub(crate) async fn terminate(&mut self, pod: &Arc<Pod>, gone: Option<()>) -> Result<(), SyncError> {
+    pub(crate) async fn terminate(
+        &mut self,
+        pod: &Arc<Pod>,
+        gone: Option<()>,
+    ) -> Result<(), SyncError> {
         let grace = self.grace(pod, None);
         let deadline = Instant::now() + grace;
         let instances = self.instances().await?;
         let spec = pod.spec.clone().unwrap_or_default();
-        let running = |name: &str| instances.get(name).and_then(|i| i.first()).filter(|s| is_running(s)).cloned();
+        let running = |name: &str| {
+            instances.get(name).and_then(|i| i.first()).filter(|s| is_running(s)).cloned()
+        };
         let mut stops = Vec::new();
         for container in &spec.containers {
             if let Some(instance) = running(&container.name) {
                 if gone.is_none() {
-                    self.event(pod, Some((&container.name, false)), EventType::Normal, "Killing", format!("Stopping container {}", container.name));
+                    self.event(
+                        pod,
+                        Some((&container.name, false)),
+                        EventType::Normal,
+                        "Killing",
+                        format!("Stopping container {}", container.name),
+                    );
                 }
                 let worker = &*self;
                 let container = container.clone();
@@ -831,7 +1048,10 @@ impl Worker {
             );
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
             match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
@@ -853,7 +1073,10 @@ impl Worker {
             label_selector: HashMap::from([(config::POD_UID.to_owned(), self.uid.clone())]),
             ..PodSandboxFilter::default()
         };
-        let sandboxes = runtime.list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) }).await.unwrap_or_default();
+        let sandboxes = runtime
+            .list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) })
+            .await
+            .unwrap_or_default();
         if let Ok(instances) = self.instances().await {
             for instance in instances.values().flatten() {
                 let _ = runtime.stop_container(&instance.id, Duration::ZERO).await;
@@ -865,7 +1088,13 @@ impl Worker {
             if let Ok(status) = runtime.pod_sandbox_status(&sandbox.id).await
                 && let Some(metadata) = status.status.and_then(|s| s.metadata)
             {
-                log_dirs.push(self.shared.config.agent_dir().join("logs/pods").join(format!("{}_{}_{}", metadata.namespace, metadata.name, self.uid)));
+                log_dirs.push(
+                    self.shared
+                        .config
+                        .agent_dir()
+                        .join("logs/pods")
+                        .join(format!("{}_{}_{}", metadata.namespace, metadata.name, self.uid)),
+                );
             }
             let _ = runtime.stop_pod_sandbox(&sandbox.id).await;
             if let Err(error) = runtime.remove_pod_sandbox(&sandbox.id).await {
@@ -873,7 +1102,9 @@ impl Worker {
             }
         }
         self.sandbox = None;
-        if let Err(error) = crate::volumes::teardown(&self.pod_dir(), self.shared.mounter.as_ref()).await {
+        if let Err(error) =
+            crate::volumes::teardown(&self.pod_dir(), self.shared.mounter.as_ref()).await
+        {
             tracing::warn!(pod = %self.uid, %error, "cannot tear down volumes");
         }
         let _ = std::fs::remove_dir_all(self.pod_dir());
@@ -884,7 +1115,11 @@ impl Worker {
     }
 
     /// Reports the pod's status when it changed.
-    async fn report(&mut self, pod: &Arc<Pod>, instances: &HashMap<String, Instances>) -> Result<(), SyncError> {
+    async fn report(
+        &mut self,
+        pod: &Arc<Pod>,
+        instances: &HashMap<String, Instances>,
+    ) -> Result<(), SyncError> {
         let probes = &self.shared.probes;
         let uid = self.uid.clone();
         let ready = |name: &str| probes.is_ready(&uid, name);
@@ -902,26 +1137,40 @@ impl Worker {
         }
         let sandbox_ready = self.sandbox.is_some();
         let status = {
-        let observed = Observed {
-            pod,
-            sandbox_ready,
-            pod_ips: self.sandbox.as_ref().map(|s| if s.ips.is_empty() { self.host_ips() } else { s.ips.clone() }).unwrap_or_default(),
-            host_ips: self.host_ips(),
-            instances: &instances,
-            waiting: &self.waiting,
-            ready: &ready,
-            started: &started,
-            now: k8s_openapi::jiff::Timestamp::now(),
-        };
-        status::pod_status(&observed)
+            let observed = Observed {
+                pod,
+                sandbox_ready,
+                pod_ips: self
+                    .sandbox
+                    .as_ref()
+                    .map(|s| if s.ips.is_empty() { self.host_ips() } else { s.ips.clone() })
+                    .unwrap_or_default(),
+                host_ips: self.host_ips(),
+                instances: &instances,
+                waiting: &self.waiting,
+                ready: &ready,
+                started: &started,
+                now: k8s_openapi::jiff::Timestamp::now(),
+            };
+            status::pod_status(&observed)
         };
         let value = serde_json::to_value(&status).unwrap_or_default();
         if self.last_status.as_ref() == Some(&value) {
             return Ok(());
         }
-        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = serde_json::json!({"status": value});
-        match api.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {
                 self.last_status = Some(value);
                 Ok(())
