@@ -160,7 +160,7 @@ pub async fn run(
         runtime: Arc::clone(&runtime),
         config: config.clone(),
         node_facts: facts_rx,
-        mounter: Arc::new(crate::volumes::RealMounter::default()),
+        mounter: Arc::new(crate::volumes::RealMounter),
     };
     tasks.push(tokio::spawn(crate::pods::run(parts, stop_rx.clone())));
     stop.await;

@@ -440,7 +440,9 @@ impl Worker {
         next: &mut Next,
     ) -> Result<(), SyncError> {
         let spec = pod.spec.clone().unwrap_or_default();
-        if self.volumes.is_none() || true {
+        // Volumes are prepared on every sync, so ConfigMap, Secret and token contents follow
+        // their sources (the writer only touches what changed).
+        {
             let context = self.pod_context(sandbox);
             match crate::volumes::prepare(
                 &self.shared.client,
@@ -695,7 +697,7 @@ impl Worker {
                 }
             }
             (_, Some(id)) => {
-                if self.waiting.get(&container.name).is_none() {
+                if !self.waiting.contains_key(&container.name) {
                     self.event(
                         pod,
                         reference,

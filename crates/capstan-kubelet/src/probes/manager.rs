@@ -430,6 +430,9 @@ pub(crate) mod tests {
         async fn version(&self) -> Result<(String, String), RuntimeError> {
             Err(unsupported("Version"))
         }
+        async fn status(&self) -> Result<crate::runtime::cri_api::StatusResponse, RuntimeError> {
+            Err(unsupported("Status"))
+        }
         async fn run_pod_sandbox(
             &self,
             _: cri_api::PodSandboxConfig,
