@@ -9,8 +9,10 @@ use std::process::Command;
 pub(crate) const BUILD: &[&str] = &["protobuf-compiler", "libprotobuf-dev"];
 
 /// Packages the tests and benchmarks need on top of the build's: a real etcd, curl for the
-/// robustness test's raw requests, and venv for the Python client's virtualenv.
-pub(crate) const TEST: &[&str] = &["etcd-server", "curl", "python3-venv"];
+/// robustness test's raw requests, venv for the Python client's virtualenv, a registry and
+/// skopeo for the image pull test, and script(1) (bsdutils) for `kubectl exec -it`.
+pub(crate) const TEST: &[&str] =
+    &["etcd-server", "curl", "python3-venv", "docker-registry", "skopeo", "bsdutils"];
 
 /// Packages a node needs to run pods: containerd and runc, the CNI plugins, busybox-static
 /// (the sandbox image and the busybox image are built from it), and iptables/iproute2 for

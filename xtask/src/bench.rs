@@ -27,3 +27,11 @@ pub(crate) fn api() -> anyhow::Result<()> {
     step("cargo bench --package capstan-apiserver --bench api");
     run_command(cargo().args(["bench", "--package", "capstan-apiserver", "--bench", "api"]))
 }
+
+/// The pod startup benchmark (`crates/capstan/benches/pods.rs`): 30 pods created at once on a
+/// real node, beside the same CRI sequence sent straight to containerd.
+pub(crate) fn pods() -> anyhow::Result<()> {
+    apt::ensure("the pod startup benchmark", &[apt::BUILD, apt::NODE])?;
+    step("cargo bench --package capstan --bench pods");
+    run_command(cargo().args(["bench", "--package", "capstan", "--bench", "pods"]))
+}

@@ -27,6 +27,7 @@ tasks:
   bench store             benchmark the embedded datastore against etcd, side by side
   bench api               benchmark the API server on the embedded datastore and on etcd
   bench scheduler         benchmark the scheduler: 1,000 hollow nodes, 10,000 pods
+  bench pods              benchmark pod startup on a real node against CRI straight to containerd
   openapi [--check]       regenerate capstan-api's OpenAPI schemas (or check they are fresh)
   protobuf [--check]      regenerate capstan-api's protobuf descriptors (`vendor DIR`: re-vendor)
 ";
@@ -48,9 +49,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         ["bench", "store"] => bench::store(),
         ["bench", "api"] => bench::api(),
         ["bench", "scheduler"] => bench::scheduler(),
+        ["bench", "pods"] => bench::pods(),
         ["openapi", flags @ ..] => openapi::run(flags),
         ["protobuf", flags @ ..] => protobuf::run(flags),
-        ["bench", ..] => bail!("unknown benchmark; available: store, api, scheduler\n\n{USAGE}"),
+        ["bench", ..] => {
+            bail!("unknown benchmark; available: store, api, scheduler, pods\n\n{USAGE}")
+        }
         ["-h" | "--help" | "help"] | [] => {
             print!("{USAGE}");
             Ok(())

@@ -163,6 +163,17 @@ pub async fn run(
         mounter: Arc::new(crate::volumes::RealMounter),
     };
     tasks.push(tokio::spawn(crate::pods::run(parts, stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::image_gc::run(
+        Arc::clone(&runtime),
+        paths.root(),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::static_pods::run(
+        client.clone(),
+        config.pod_manifests_dir.clone(),
+        config.node_name.clone(),
+        stop_rx.clone(),
+    )));
     stop.await;
     let _ = stop_tx.send(true);
     for task in tasks {

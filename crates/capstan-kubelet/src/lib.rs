@@ -7,6 +7,7 @@
 //! - [`containerd`]: containerd as a supervised child with a generated config.
 //! - [`image_archive`]: OCI image archives built from local files (the pause image, test
 //!   images), and importing archives into the runtime.
+//! - [`image_gc`]: unused images removed when the image filesystem fills up.
 //! - [`registries`]: registry mirrors and credentials (k3s's `registries.yaml`).
 //! - [`node`]: the Node object, its Lease and its status.
 //! - [`cni`]: the pod network's CNI config from the node's pod CIDRs.
@@ -15,6 +16,7 @@
 //!   downwardAPI, projected, persistentVolumeClaim) and the CRI mounts of its containers.
 //! - [`probes`] and [`hooks`]: liveness, readiness and startup probes; postStart and preStop.
 //! - [`server`]: the kubelet's HTTPS API: logs, exec, attach and port-forward.
+//! - [`static_pods`]: pods from a manifest directory, shown as mirror pods.
 //! - [`env`]: a container's environment (service links, envFrom, env with `$(VAR)` expansion).
 
 pub mod cni;
@@ -22,6 +24,7 @@ pub mod containerd;
 pub mod env;
 pub mod hooks;
 pub mod image_archive;
+pub mod image_gc;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
@@ -29,6 +32,7 @@ pub mod probes;
 pub mod registries;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod volumes;
 
 pub use kubelet::{KubeletConfig, KubeletError, run};

@@ -309,6 +309,31 @@ spec:
         "{events}"
     );
 
+    // A static pod: a manifest in the node's directory runs, as a mirror pod in the API,
+    // until the file is removed.
+    let manifests = cluster.dir.path().join("agent/pod-manifests");
+    std::fs::create_dir_all(&manifests)?;
+    std::fs::write(
+        manifests.join("static.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: static}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {BUSYBOX}, command: [sleep, '600']}}\n"
+        ),
+    )?;
+    let mirror = format!("static-{}", cluster.node);
+    cluster.wait_for_phase(&mirror, "Running", Duration::from_secs(60))?;
+    let annotation = cluster.ok(&[
+        "get",
+        "pod",
+        &mirror,
+        "-o",
+        "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.source}",
+    ])?;
+    ensure!(annotation == "file", "mirror pod annotation {annotation:?}");
+    std::fs::remove_file(manifests.join("static.yaml"))?;
+    cluster.wait_until(Duration::from_secs(60), "the static pod to go", || {
+        Ok(!cluster.run(&["get", "pod", &mirror])?.success)
+    })?;
+
     // Deleting everything leaves no container or sandbox behind.
     cluster.ok(&["delete", "-f", &manifest, "--wait=true"])?;
     cluster.ok(&["delete", "pods", "--all", "--wait=true"])?;
@@ -320,5 +345,117 @@ spec:
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     ensure!(left.is_empty(), "pod directories left: {left:?}");
+    Ok(())
+}
+
+/// Debian's docker-registry on a free loopback port, killed by pid when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let registry = Registry { child, port, _dir: dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(registry);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!("docker-registry did not listen on port {port}")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn images_are_pulled_through_a_mirror_and_pull_errors_surface() -> Result<()> {
+    let registry = Registry::start()?;
+    let archive = tempfile::tempdir()?;
+    let tar = archive.path().join("busybox.tar");
+    let built = Command::new(support::CAPSTAN)
+        .args([
+            "image",
+            "build",
+            "busybox",
+            "--name",
+            "docker.io/library/busybox:latest",
+            "--output",
+        ])
+        .arg(&tar)
+        .output()?;
+    ensure!(built.status.success(), "{built:?}");
+    let pushed = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}", tar.display()))
+        .arg(format!("docker://127.0.0.1:{}/library/busybox:latest", registry.port))
+        .output()?;
+    ensure!(pushed.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&pushed.stderr));
+    // docker.io is served from the local registry, as in an air-gapped cluster.
+    let registries =
+        format!("mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:{}\"]\n", registry.port);
+    let cluster = NodeCluster::start_with_registries(2, Some(&registries))?;
+    cluster.ok(&["run", "plain", "--image=busybox", "--restart=Never", "--", "sleep", "600"])?;
+    cluster.wait_for_phase("plain", "Running", Duration::from_secs(60))?;
+    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=plain"])?;
+    ensure!(
+        events.contains("Pulling image \"busybox\"")
+            && events.contains("Successfully pulled image \"busybox\""),
+        "{events}"
+    );
+
+    // An image no registry has: ErrImagePull, then ImagePullBackOff.
+    cluster.ok(&[
+        "run",
+        "missing",
+        &format!("--image=127.0.0.1:{}/nothing/here:1", registry.port),
+        "--restart=Never",
+    ])?;
+    cluster.wait_until(Duration::from_secs(60), "ImagePullBackOff", || {
+        let reason = cluster.ok(&[
+            "get",
+            "pod",
+            "missing",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ])?;
+        Ok(reason == "ImagePullBackOff")
+    })?;
+    // The ErrImagePull state lasts only until the next sync; its events stay.
+    cluster.wait_until(Duration::from_secs(20), "the pull failure's events", || {
+        let events =
+            cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=missing"])?;
+        Ok([
+            "Failed to pull image",
+            "Error: ErrImagePull",
+            "Back-off pulling image",
+            "Error: ImagePullBackOff",
+        ]
+        .iter()
+        .all(|text| events.contains(text)))
+    })?;
     Ok(())
 }

@@ -643,12 +643,24 @@ impl Worker {
                     Instant::now() - Duration::from_millis(1),
                     Instant::now(),
                 ) {
+                    let message = format!("Back-off pulling image \"{image}\"");
+                    if self
+                        .waiting
+                        .get(&container.name)
+                        .is_none_or(|w| w.reason != "ImagePullBackOff")
+                    {
+                        self.event(pod, reference, EventType::Normal, "BackOff", message.clone());
+                        self.event(
+                            pod,
+                            reference,
+                            EventType::Warning,
+                            "Failed",
+                            "Error: ImagePullBackOff".into(),
+                        );
+                    }
                     self.waiting.insert(
                         container.name.clone(),
-                        Waiting {
-                            reason: "ImagePullBackOff".into(),
-                            message: format!("Back-off pulling image \"{image}\""),
-                        },
+                        Waiting { reason: "ImagePullBackOff".into(), message },
                     );
                     next.wake_after = Some(next.wake_after.map_or(wait, |w| w.min(wait)));
                     return Ok(None);
@@ -687,6 +699,13 @@ impl Worker {
                         self.pulls.restarted(&key);
                         let message = format!("Failed to pull image \"{image}\": {error}");
                         self.event(pod, reference, EventType::Warning, "Failed", message.clone());
+                        self.event(
+                            pod,
+                            reference,
+                            EventType::Warning,
+                            "Failed",
+                            "Error: ErrImagePull".into(),
+                        );
                         self.waiting.insert(
                             container.name.clone(),
                             Waiting { reason: "ErrImagePull".into(), message },

@@ -35,7 +35,15 @@ impl NodeCluster {
     /// Starts the server with its node and waits until the node is Ready. `slot` (0–49)
     /// picks the pod CIDR, so tests running side by side do not overlap.
     pub(crate) fn start(slot: u32) -> Result<Self> {
+        NodeCluster::start_with_registries(slot, None)
+    }
+
+    /// The same, with this `registries.yaml` (mirrors and credentials) for the node.
+    pub(crate) fn start_with_registries(slot: u32, registries: Option<&str>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("capn").tempdir_in("/tmp")?;
+        if let Some(text) = registries {
+            std::fs::write(dir.path().join("registries.yaml"), text)?;
+        }
         let images = dir.path().join("agent/images");
         std::fs::create_dir_all(&images)?;
         let built = Command::new(CAPSTAN)
