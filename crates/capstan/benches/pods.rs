@@ -229,6 +229,7 @@ async fn floor(cri: &CriRuntime, logs: &Path, prefix: &str, count: usize) -> Res
     let mut tasks = Vec::new();
     for i in 0..count {
         let cri = cri.clone();
+        let prefix = prefix.to_owned();
         let log_dir: PathBuf = logs.join(format!("{prefix}-{i}"));
         tasks.push(tokio::spawn(async move {
             std::fs::create_dir_all(&log_dir)?;
