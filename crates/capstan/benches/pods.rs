@@ -95,10 +95,14 @@ async fn measure(kubeconfig: &Path, socket: &Path, floor_logs: &Path, count: usi
     );
     // Warm-up, not measured: the image is unpacked and the first sandbox made once.
     run_pods(&client, "warmup", 1).await?;
+    wait_until_empty(&cri).await?;
     floor(&cri, floor_logs, "warmup", 1).await?;
 
     let mut floor_times = floor(&cri, floor_logs, "floor", count).await?;
     let mut capstan_times = run_pods(&client, "bench", count).await?;
+    // The kubelet removes the pods' containers and sandboxes after the API has forgotten
+    // them: wait for that, so that stopping the server leaves nothing running.
+    wait_until_empty(&cri).await?;
     floor_times.sort();
     capstan_times.sort();
     let (f50, f99) = (percentile(&floor_times, 50.0), percentile(&floor_times, 99.0));
@@ -120,6 +124,15 @@ async fn measure(kubeconfig: &Path, socket: &Path, floor_logs: &Path, count: usi
         millis(c99),
         if c99 <= Duration::from_secs(2) { "PASS" } else { "FAIL" },
     );
+    Ok(())
+}
+
+async fn wait_until_empty(cri: &CriRuntime) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cri.list_pod_sandbox(ListPodSandboxRequest::default()).await?.is_empty() {
+        ensure!(Instant::now() < deadline, "the node still has sandboxes after 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 
