@@ -40,6 +40,9 @@ pub struct KubeletConfig {
     pub cni_bridge: String,
     /// Where the CNI plugins are.
     pub cni_bin_dir: PathBuf,
+    /// DiskPressure when the data dir's filesystem has less than this percent free
+    /// (`nodefs.available<10%`, the kubelet's default hard eviction threshold).
+    pub eviction_nodefs_percent: u64,
 }
 
 impl KubeletConfig {
@@ -63,6 +66,7 @@ impl KubeletConfig {
             pod_manifests_dir,
             cni_bridge: "cni0".into(),
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            eviction_nodefs_percent: 10,
         }
     }
 
@@ -163,6 +167,11 @@ pub async fn run(
         mounter: Arc::new(crate::volumes::RealMounter),
     };
     tasks.push(tokio::spawn(crate::pods::run(parts, stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::routes::run(
+        client.clone(),
+        config.node_name.clone(),
+        stop_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::image_gc::run(
         Arc::clone(&runtime),
         paths.root(),

@@ -11,6 +11,7 @@
 //! - [`registries`]: registry mirrors and credentials (k3s's `registries.yaml`).
 //! - [`node`]: the Node object, its Lease and its status.
 //! - [`cni`]: the pod network's CNI config from the node's pod CIDRs.
+//! - [`routes`]: routes to other nodes' pod CIDRs via their addresses.
 //! - [`pods`]: one worker per pod: sandbox, containers, restarts, status, termination.
 //! - [`volumes`]: the pod's volumes on the host (emptyDir, hostPath, configMap, secret,
 //!   downwardAPI, projected, persistentVolumeClaim) and the CRI mounts of its containers.
@@ -30,6 +31,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod registries;
+pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod static_pods;

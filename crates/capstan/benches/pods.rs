@@ -57,6 +57,8 @@ fn main() -> Result<()> {
         BRIDGE,
         "--cluster-cidr",
         "10.199.0.0/16",
+        "--eviction-nodefs-available",
+        "1",
         "--registries-config",
         &dir.path().join("registries.yaml").display().to_string(),
     ])?;

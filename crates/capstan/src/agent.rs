@@ -66,6 +66,11 @@ pub(crate) struct AgentArgs {
     /// The most pods the node accepts.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+
+    /// The node reports DiskPressure below this percent of free space on the data dir's
+    /// filesystem (the kubelet's `--eviction-hard nodefs.available<10%`).
+    #[arg(long, default_value_t = 10, value_name = "PERCENT", hide = true)]
+    eviction_nodefs_available: u64,
 }
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -108,6 +113,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.node_ip = args.node_ip;
     config.container_runtime_endpoint = args.container_runtime_endpoint;
     config.kubelet_port = args.kubelet_port;
+    config.eviction_nodefs_percent = args.eviction_nodefs_available;
     config.registries_config = args.registries_config;
     config.node_labels = args.node_labels.into_iter().collect::<BTreeMap<_, _>>();
     config.node_taints = args.node_taints;

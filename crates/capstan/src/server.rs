@@ -92,6 +92,11 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "cni0", hide = true)]
     cni_bridge: String,
 
+    /// The node reports DiskPressure below this percent of free space on the data dir's
+    /// filesystem (the kubelet's `--eviction-hard nodefs.available<10%`).
+    #[arg(long, default_value_t = 10, value_name = "PERCENT", hide = true)]
+    eviction_nodefs_available: u64,
+
     /// A YAML file of flags (`https-listen-port: 6444`); flags on the command line win.
     #[arg(long, env = "CAPSTAN_CONFIG_FILE")]
     #[allow(dead_code, reason = "read before parsing, by crate::config")]
@@ -223,6 +228,7 @@ fn kubelet_config(args: &ServerArgs, ca_pem: &str) -> capstan_kubelet::KubeletCo
         capstan_kubelet::KubeletConfig::new(name, args.data_dir.clone(), ca_pem.to_owned());
     config.node_ip = args.node_ip;
     config.kubelet_port = args.kubelet_port;
+    config.eviction_nodefs_percent = args.eviction_nodefs_available;
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     config.registries_config = args.registries_config.clone();
     config.cni_bridge = args.cni_bridge.clone();

@@ -241,7 +241,8 @@ async fn observe(
     };
     let runtime_status = runtime.status().await;
     let problems = status::runtime_problems(runtime_status.as_ref());
-    let conditions = status::observe_conditions(&memory, &filesystem, &problems);
+    let conditions =
+        status::observe_conditions(&memory, &filesystem, config.eviction_nodefs_percent, &problems);
     Ok(Observation { resources, conditions })
 }
 

@@ -220,11 +220,12 @@ pub(crate) fn runtime_problems(
 pub(crate) fn observe_conditions(
     memory: &MemoryReading,
     filesystem: &FilesystemReading,
+    nodefs_percent: u64,
     runtime_problems: &[String],
 ) -> Vec<Observed> {
     let memory_pressure = memory.available < MEMORY_EVICTION_BYTES;
     let disk_pressure = filesystem.available_bytes
-        < filesystem.capacity_bytes / 100 * NODEFS_EVICTION_PERCENT
+        < filesystem.capacity_bytes / 100 * nodefs_percent
         || filesystem.inodes_free < filesystem.inodes / 100 * INODES_EVICTION_PERCENT;
     let ready = match runtime_problems {
         [] => Observed {
@@ -533,7 +534,7 @@ mod tests {
     fn conditions_from_readings() {
         let (memory, disk) = readings(4 * GI, 50);
         assert_eq!(
-            statuses(&observe_conditions(&memory, &disk, &[])),
+            statuses(&observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &[])),
             [
                 ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
                 ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
@@ -543,7 +544,7 @@ mod tests {
         );
         let (memory, disk) = readings(99 * 1024 * 1024, 9);
         let problems = vec!["a".to_owned(), "b".to_owned()];
-        let observed = observe_conditions(&memory, &disk, &problems);
+        let observed = observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &problems);
         assert_eq!(
             statuses(&observed),
             [
@@ -554,19 +555,22 @@ mod tests {
             ]
         );
         assert_eq!(observed[3].message, "[a, b]");
-        let one = observe_conditions(&memory, &disk, &problems[..1]);
+        let one = observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &problems[..1]);
         assert_eq!(one[3].message, "a");
         // Exactly at the thresholds is no pressure; running out of inodes is.
         let (memory, mut disk) = readings(MEMORY_EVICTION_BYTES, 10);
         assert_eq!(
-            statuses(&observe_conditions(&memory, &disk, &[]))[..2],
+            statuses(&observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &[]))[..2],
             [
                 ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
                 ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
             ]
         );
         disk.inodes_free = 49;
-        assert_eq!(observe_conditions(&memory, &disk, &[])[1].status, "True");
+        assert_eq!(
+            observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &[])[1].status,
+            "True"
+        );
     }
 
     #[test]
@@ -575,8 +579,9 @@ mod tests {
         let t0 = at("2025-01-01T00:00:00Z");
         let t1 = at("2025-01-01T00:00:10Z");
         let t2 = at("2025-01-01T00:00:20Z");
-        let not_ready = observe_conditions(&memory, &disk, &["no network".to_owned()]);
-        let ready = observe_conditions(&memory, &disk, &[]);
+        let not_ready =
+            observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &["no network".to_owned()]);
+        let ready = observe_conditions(&memory, &disk, NODEFS_EVICTION_PERCENT, &[]);
         let foreign = NodeCondition {
             type_: "NetworkUnavailable".into(),
             status: "False".into(),

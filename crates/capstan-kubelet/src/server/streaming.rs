@@ -439,8 +439,28 @@ where
         }
     }
     let _ = writer.shutdown().await;
-    let _ = ws.close(Some(normal_close())).await;
+    close_gracefully(&mut ws).await;
     Ok(())
+}
+
+/// Sends a normal Close and waits (briefly) for the client's: closing the connection with
+/// the client's Close still unread would reset it, and a reset can discard the last
+/// messages (the exit status) before the client reads them.
+async fn close_gracefully<S>(ws: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if ws.close(Some(normal_close())).await.is_err() {
+        return;
+    }
+    let drain = async {
+        while let Some(Ok(message)) = ws.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
 }
 
 fn normal_close() -> CloseFrame {
@@ -709,7 +729,7 @@ where
         if let Some(status) = final_status(&error_stream, protocol) {
             ws.send(channel_message(CHANNEL_ERROR, &status)).await?;
         }
-        let _ = ws.close(Some(normal_close())).await;
+        close_gracefully(&mut ws).await;
     }
     Ok(())
 }
@@ -792,7 +812,7 @@ where
             _ => {}
         }
     }
-    let _ = ws.close(Some(normal_close())).await;
+    close_gracefully(&mut ws).await;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub(crate) mod multinode;
 pub(crate) mod node;
 
 use anyhow::{Context, Result, ensure};

@@ -72,6 +72,9 @@ impl NodeCluster {
                 &bridge,
                 "--cluster-cidr",
                 &cidr,
+                // Tests care about pods, not about the disk this machine's builds fill.
+                "--eviction-nodefs-available",
+                "1",
             ]
             .map(str::to_owned),
         );
