@@ -31,7 +31,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TlsMaterial, TokenFile};
+use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TlsMaterial};
 use capstan_store::DatastoreEndpoint;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -158,13 +158,7 @@ fn main() -> Result<()> {
 
 async fn start_server(endpoint: &DatastoreEndpoint, tls: &TlsMaterial) -> Result<ApiServer> {
     let store = capstan_store::open(endpoint, "/registry").await?;
-    let config = ApiServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: tls.clone(),
-        store,
-        tokens: TokenFile::default(),
-        metrics: Default::default(),
-    };
+    let config = ApiServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls.clone(), store);
     Ok(ApiServer::start(config).await?)
 }
 

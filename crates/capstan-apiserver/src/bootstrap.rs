@@ -7,10 +7,6 @@ use crate::rest::{Rest, create_internal};
 use capstan_api::registry;
 use serde_json::json;
 
-/// The ClusterIP of the `kubernetes` Service: the first address of the service CIDR
-/// (10.43.0.0/16 by default, as DESIGN.md says).
-const KUBERNETES_SERVICE_IP: &str = "10.43.0.1";
-
 pub(crate) async fn ensure(rest: &Rest, https_port: u16) -> Result<(), capstan_api::ApiError> {
     let namespaces = registry::find("", "v1", "namespaces")
         .ok_or_else(|| capstan_api::ApiError::internal("the registry has no namespaces"))?;
@@ -21,6 +17,10 @@ pub(crate) async fn ensure(rest: &Rest, https_port: u16) -> Result<(), capstan_a
     }
     let services = registry::find("", "v1", "services")
         .ok_or_else(|| capstan_api::ApiError::internal("the registry has no services"))?;
+    // The first address of the primary service CIDR (10.43.0.1 by default), reserved like
+    // any requested address.
+    let (address, family) = rest.services.kubernetes_ip();
+    let address = address.to_string();
     let service = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -31,15 +31,21 @@ pub(crate) async fn ensure(rest: &Rest, https_port: u16) -> Result<(), capstan_a
         },
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": KUBERNETES_SERVICE_IP,
-            "clusterIPs": [KUBERNETES_SERVICE_IP],
-            "ipFamilies": ["IPv4"],
+            "clusterIP": address,
+            "clusterIPs": [address],
+            "ipFamilies": [family],
             "ipFamilyPolicy": "SingleStack",
             "sessionAffinity": "None",
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
         },
     });
-    created(create_internal(rest, services, service).await, "service", "default/kubernetes")?;
+    // Created only when missing: creating it again would not be a 409 but a 422, its
+    // address being taken (by itself), as upstream's allocator answers.
+    let key = crate::keys::object_key(services, Some("default"), "kubernetes");
+    let existing = rest.store.get(&key, None).await.map_err(crate::rest::store_error)?.0;
+    if existing.is_none() {
+        created(create_internal(rest, services, service).await, "service", "default/kubernetes")?;
+    }
     let classes = registry::find("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| capstan_api::ApiError::internal("the registry has no priorityclasses"))?;
     for (name, value, description) in SYSTEM_PRIORITY_CLASSES {

@@ -12,6 +12,7 @@
 //! - `rest`: get, list, watch, create, update, patch, delete, deletecollection;
 //! - `cache`: the watch cache, fed by one datastore watch;
 //! - `keys`: where objects live in the datastore;
+//! - `services`: cluster IPs and node ports of Services, allocated and released;
 //! - `bootstrap`: the namespaces and the `kubernetes` Service every cluster has;
 //! - `compaction`: trimming the datastore's history;
 //! - `response`: bodies, JSON and Status errors.
@@ -26,12 +27,16 @@ mod request;
 mod response;
 mod rest;
 mod server;
+mod services;
 mod tls;
 mod tokens;
 
 pub use auth::{TokenFile, TokenFileError};
 pub use kubeconfig::{admin_kubeconfig, write as write_kubeconfig};
-pub use server::{ApiServer, ApiServerConfig, MetricsSources};
+pub use server::{
+    ApiServer, ApiServerConfig, DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, MetricsSources,
+};
+pub use services::ServiceNetworkError;
 pub use tls::{ServingNames, TlsMaterial, ensure as ensure_tls};
 
 use std::path::PathBuf;
@@ -55,6 +60,8 @@ pub enum ApiServerError {
     Tls(String),
     #[error("the datastore failed")]
     Datastore(#[source] capstan_store::StoreError),
+    #[error("the service network configuration is invalid")]
+    ServiceNetwork(#[source] ServiceNetworkError),
     #[error("creating the bootstrap objects failed: {0}")]
     Bootstrap(String),
 }

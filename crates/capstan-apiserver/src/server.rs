@@ -7,6 +7,7 @@ use crate::cache::WatchCache;
 use crate::request::{Query, Route};
 use crate::response::{self, Body};
 use crate::rest::{self, Leases, ResourceRequest, Rest};
+use crate::services::{ServiceAllocator, ServiceNetwork};
 use crate::{ApiServerError, TlsMaterial};
 use capstan_api::{ApiError, discovery, openapi};
 use capstan_store::Store;
@@ -43,6 +44,33 @@ pub struct ApiServerConfig {
     /// What `/metrics` shows: each source renders Prometheus text (the scheduler's, in
     /// `capstan server`). The API server knows nothing of the components behind them.
     pub metrics: MetricsSources,
+    /// The CIDRs Service cluster IPs come from (`--service-cidr`): one, or two of different
+    /// families for a dual-stack cluster; the first is the primary family.
+    pub service_cidrs: Vec<String>,
+    /// The node ports of NodePort and LoadBalancer Services (`--service-node-port-range`),
+    /// both ends included.
+    pub node_port_range: (u16, u16),
+}
+
+/// The service CIDR when none is configured (as DESIGN.md says).
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+/// kube-apiserver's default node port range.
+pub const DEFAULT_NODE_PORT_RANGE: (u16, u16) = (30000, 32767);
+
+impl ApiServerConfig {
+    /// A configuration with no token file, no metrics sources and the default service
+    /// network.
+    pub fn new(listen: SocketAddr, tls: TlsMaterial, store: Arc<dyn Store>) -> Self {
+        ApiServerConfig {
+            listen,
+            tls,
+            store,
+            tokens: TokenFile::default(),
+            metrics: MetricsSources::default(),
+            service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_owned()],
+            node_port_range: DEFAULT_NODE_PORT_RANGE,
+        }
+    }
 }
 
 /// Renderers of Prometheus text, concatenated by `/metrics`.
@@ -65,6 +93,8 @@ pub struct ApiServer {
 impl ApiServer {
     /// Binds, fills the watch cache, creates the bootstrap objects, and starts serving.
     pub async fn start(config: ApiServerConfig) -> Result<Self, ApiServerError> {
+        let network = ServiceNetwork::new(&config.service_cidrs, config.node_port_range)
+            .map_err(ApiServerError::ServiceNetwork)?;
         let acceptor = TlsAcceptor::from(Arc::new(server_tls(&config.tls)?));
         let listener = TcpListener::bind(config.listen)
             .await
@@ -87,10 +117,15 @@ impl ApiServer {
             leases: Leases::default(),
             tokens,
             kubelets,
+            services: ServiceAllocator::new(network),
         });
+        // Services stored before (by an older version, or whose marker was lost) get their
+        // allocations marked before anything new is allocated.
+        rest.services.repair(&rest).await.map_err(|e| ApiServerError::Bootstrap(e.message))?;
         crate::bootstrap::ensure(&rest, local_addr.port())
             .await
             .map_err(|e| ApiServerError::Bootstrap(e.message))?;
+        tasks.push(tokio::spawn(sweep_allocations(Arc::clone(&rest))));
         tasks.push(tokio::spawn(crate::compaction::run(store, crate::compaction::INTERVAL)));
         let context = Arc::new(Context {
             address: local_addr,
@@ -113,6 +148,16 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// Releases Service allocations leaked by crashes, every `SWEEP_INTERVAL`.
+async fn sweep_allocations(rest: Arc<Rest>) {
+    loop {
+        tokio::time::sleep(crate::services::SWEEP_INTERVAL).await;
+        if let Err(error) = rest.services.repair(&rest).await {
+            tracing::warn!(error = %error.message, "repairing Service allocations failed");
         }
     }
 }

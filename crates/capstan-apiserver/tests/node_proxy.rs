@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TlsMaterial, TokenFile};
+use capstan_apiserver::{ApiServer, ApiServerConfig, ServingNames, TlsMaterial};
 use capstan_store::DatastoreEndpoint;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -33,13 +33,11 @@ async fn kubelet_subresources_are_relayed() -> Result<()> {
     let store =
         capstan_store::open(&DatastoreEndpoint::Sqlite(dir.path().join("state.db")), "/registry")
             .await?;
-    let server = ApiServer::start(ApiServerConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        tls: tls.clone(),
+    let server = ApiServer::start(ApiServerConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls.clone(),
         store,
-        tokens: TokenFile::default(),
-        metrics: Default::default(),
-    })
+    ))
     .await?;
     let client = Client::new(server.local_addr(), &tls)?;
     let kubelet = FakeKubelet::start(&tls.ca_cert).await?;

@@ -62,6 +62,15 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
 
+    /// The Services' cluster IP ranges, comma-separated: one, or an IPv4 and an IPv6 one for
+    /// a dual-stack cluster (the first is the primary family).
+    #[arg(long, default_value = capstan_apiserver::DEFAULT_SERVICE_CIDR, value_delimiter = ',')]
+    service_cidr: Vec<String>,
+
+    /// The node ports of NodePort and LoadBalancer Services, `first-last`.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
+
     /// Seconds a node's kubelet may go without renewing its Lease or posting its Ready
     /// heartbeat before the node counts as unreachable (advanced: tests shorten it).
     #[arg(long, default_value_t = 50, value_name = "SECONDS", hide = true)]
@@ -143,8 +152,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let scheduler_metrics = Arc::clone(&scheduler_metrics);
         metrics.0.push(Arc::new(move || scheduler_metrics.render()));
     }
-    let config =
-        ApiServerConfig { listen, tls: tls.clone(), store: Arc::clone(&store), tokens, metrics };
+    let config = ApiServerConfig {
+        listen,
+        tls: tls.clone(),
+        store: Arc::clone(&store),
+        tokens,
+        metrics,
+        service_cidrs: args.service_cidr.clone(),
+        node_port_range: args.service_node_port_range,
+    };
     let api = ApiServer::start(config).await.context("starting the API server")?;
     // The kubeconfig points at loopback unless the server binds one specific address.
     let host = if args.bind_address.is_unspecified() {
@@ -265,4 +281,11 @@ fn describe(endpoint: &DatastoreEndpoint) -> String {
         DatastoreEndpoint::Sqlite(path) => format!("sqlite://{}", path.display()),
         DatastoreEndpoint::Etcd(endpoints) => format!("etcd {}", endpoints.join(",")),
     }
+}
+
+/// `--service-node-port-range`: `first-last`, both ends included.
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (first, last) = text.split_once('-').ok_or("expected first-last")?;
+    let port = |p: &str| p.trim().parse::<u16>().map_err(|e| format!("{p:?}: {e}"));
+    Ok((port(first)?, port(last)?))
 }

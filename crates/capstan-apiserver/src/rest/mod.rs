@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub(crate) use node_proxy::Kubelets;
 pub(crate) use subresources::grant_is_current;
-pub(crate) use write::{Leases, create_internal};
+pub(crate) use write::{Leases, create_internal, new_uid};
 
 /// How long a read waits for the watch cache to reach the revision it needs.
 const CACHE_PATIENCE: Duration = Duration::from_secs(3);
@@ -45,6 +45,8 @@ pub(crate) struct Rest {
     pub(crate) leases: Leases,
     pub(crate) tokens: TokenIssuer,
     pub(crate) kubelets: Kubelets,
+    /// Cluster IPs and node ports of Services.
+    pub(crate) services: crate::services::ServiceAllocator,
 }
 
 /// One request to a resource path, its body already read.
@@ -338,7 +340,7 @@ fn object_key(target: &Target, name: &str) -> String {
 
 /// A datastore failure as the API reports it: compaction is 410, the rest is the server's
 /// fault (500), never the client's.
-fn store_error(error: StoreError) -> ApiError {
+pub(crate) fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Compacted { .. } => {
             ApiError::expired("The resourceVersion for the provided request is too old.")

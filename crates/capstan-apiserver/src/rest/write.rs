@@ -12,6 +12,7 @@ use crate::cache;
 use crate::keys;
 use crate::request::{FieldValidation, ListOptions, Query, Target, WriteOptions};
 use crate::response::{self, Body};
+use crate::services::Reservation;
 use bytes::Bytes;
 use capstan_api::registry::{self, ResourceType};
 use capstan_api::table::format_rfc3339;
@@ -113,40 +114,77 @@ async fn create_object(
         let mut candidate = object.clone();
         strategy::prepare_for_create(resource, &mut candidate);
         strategy::apply_defaults(resource, &mut candidate);
-        let name = metadata_str(&candidate, "name").unwrap_or_default().to_owned();
-        let errors = strategy::validate_create(resource, &candidate);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(resource, &name, &errors));
+        // A Service's cluster IPs and node ports are reserved before it is validated and
+        // stored, as upstream's service storage does; released again if it is not stored.
+        let mut reservation = Reservation::default();
+        let mut allocated = Ok(());
+        if is_service(resource) {
+            allocated =
+                rest.services.allocate(rest, &mut candidate, None, dry_run, &mut reservation).await;
         }
-        if let Some(manager) = manager {
-            let now = format_rfc3339(now_seconds());
-            capstan_api::apply::track_update(resource, None, &mut candidate, manager, "", &now);
-        }
-        let namespace = metadata_str(&candidate, "namespace").map(str::to_owned);
-        let key = keys::object_key(resource, namespace.as_deref(), &name);
-        if dry_run {
-            if rest.store.get(&key, None).await.map_err(store_error)?.0.is_some() {
-                return Err(ApiError::already_exists(resource, &name));
-            }
-            return Ok(candidate);
-        }
-        let lease = rest.leases.for_resource(rest, resource).await?;
-        match rest.store.create(&key, encode(&stored_form(resource, &candidate)), lease).await {
-            Ok(kv) => {
-                cache::set_resource_version(&mut candidate, kv.mod_revision);
-                return Ok(candidate);
-            }
+        let outcome = match allocated {
+            Ok(()) => store_new(rest, resource, candidate, dry_run, manager).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Some(created)) => return Ok(created),
             // A generated name that is taken: try another, as upstream's clients would.
-            Err(StoreError::AlreadyExists { .. }) if generated_prefix.is_some() && attempt < 3 => {
-                continue;
+            Ok(None) if generated_prefix.is_some() && attempt < 3 => {
+                rest.services.settle(rest, reservation, None, None).await;
             }
-            Err(StoreError::AlreadyExists { .. }) => {
-                return Err(ApiError::already_exists(resource, &name));
+            Ok(None) => {
+                rest.services.settle(rest, reservation, None, None).await;
+                let name = metadata_str(&object, "name").unwrap_or_default();
+                return Err(ApiError::already_exists(resource, name));
             }
-            Err(error) => return Err(store_error(error)),
+            Err(error) => {
+                rest.services.settle(rest, reservation, None, None).await;
+                return Err(error);
+            }
         }
     }
     Err(ApiError::already_exists(resource, generated_prefix.as_deref().unwrap_or_default()))
+}
+
+fn is_service(resource: &ResourceType) -> bool {
+    resource.group.is_empty() && resource.plural == "services"
+}
+
+/// Validates a prepared object and creates it if its name is free: the stored object, or
+/// `None` when the name is taken.
+async fn store_new(
+    rest: &Rest,
+    resource: &ResourceType,
+    mut candidate: Value,
+    dry_run: bool,
+    manager: Option<&str>,
+) -> Result<Option<Value>, ApiError> {
+    let name = metadata_str(&candidate, "name").unwrap_or_default().to_owned();
+    let errors = strategy::validate_create(resource, &candidate);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(resource, &name, &errors));
+    }
+    if let Some(manager) = manager {
+        let now = format_rfc3339(now_seconds());
+        capstan_api::apply::track_update(resource, None, &mut candidate, manager, "", &now);
+    }
+    let namespace = metadata_str(&candidate, "namespace").map(str::to_owned);
+    let key = keys::object_key(resource, namespace.as_deref(), &name);
+    if dry_run {
+        if rest.store.get(&key, None).await.map_err(store_error)?.0.is_some() {
+            return Ok(None);
+        }
+        return Ok(Some(candidate));
+    }
+    let lease = rest.leases.for_resource(rest, resource).await?;
+    match rest.store.create(&key, encode(&stored_form(resource, &candidate)), lease).await {
+        Ok(kv) => {
+            cache::set_resource_version(&mut candidate, kv.mod_revision);
+            Ok(Some(candidate))
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(None),
+        Err(error) => Err(store_error(error)),
+    }
 }
 
 pub(super) async fn update(
@@ -408,7 +446,42 @@ pub(super) async fn guarded_update(
     rest: &Rest,
     target: &Target,
     write: &Write<'_>,
+    change: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<(Value, bool), ApiError> {
+    let mut service = ServiceUpdate {
+        active: is_service(target.resource) && target.subresource.is_none(),
+        ..ServiceUpdate::default()
+    };
+    let result = update_attempts(rest, target, write, change, &mut service).await;
+    if service.active {
+        let ServiceUpdate { reservation, old, kept, .. } = service;
+        let kept = match &kept {
+            Some(kept) => kept.as_ref(),
+            None => old.as_ref(),
+        };
+        rest.services.settle(rest, reservation, old.as_ref(), kept).await;
+    }
+    result
+}
+
+/// What an update of a Service tracks across its attempts for the allocator.
+#[derive(Debug, Default)]
+struct ServiceUpdate {
+    active: bool,
+    reservation: Reservation,
+    /// The stored Service the last attempt started from.
+    old: Option<Value>,
+    /// What is stored after a successful write: the new Service, or `None` when the write
+    /// completed its deletion.
+    kept: Option<Option<Value>>,
+}
+
+async fn update_attempts(
+    rest: &Rest,
+    target: &Target,
+    write: &Write<'_>,
     mut change: impl FnMut(&Value) -> Result<Value, ApiError>,
+    service: &mut ServiceUpdate,
 ) -> Result<(Value, bool), ApiError> {
     let (dry_run, precondition) = (write.dry_run, write.precondition);
     let resource = target.resource;
@@ -429,6 +502,11 @@ pub(super) async fn guarded_update(
             strategy::prepare_for_update(resource, &mut new, &old);
         }
         strategy::apply_defaults(resource, &mut new);
+        if service.active {
+            service.old = Some(old.clone());
+            let reservation = &mut service.reservation;
+            rest.services.allocate(rest, &mut new, Some(&old), dry_run, reservation).await?;
+        }
         // The pod's own update rules forbid what `/ephemeralcontainers` and `/resize` exist
         // to change; those slices are checked by their own narrow construction instead.
         if !matches!(subresource, Some("ephemeralcontainers" | "resize" | "finalize")) {
@@ -462,6 +540,9 @@ pub(super) async fn guarded_update(
         match written {
             Ok(revision) => {
                 cache::set_resource_version(&mut new, revision);
+                if service.active {
+                    service.kept = Some((!finalized).then(|| new.clone()));
+                }
                 return Ok((new, true));
             }
             Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
@@ -619,6 +700,10 @@ pub(super) async fn delete_object(
             }
             match rest.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(deleted) => {
+                    if is_service(resource) {
+                        let nothing = Reservation::default();
+                        rest.services.settle(rest, nothing, Some(&old), None).await;
+                    }
                     let mut last = old;
                     cache::set_resource_version(&mut last, deleted.revision);
                     return Ok(last);
@@ -1075,7 +1160,7 @@ async fn check_namespace_open(rest: &Rest, namespace: &str) -> Result<(), ApiErr
 }
 
 /// A random version 4 UUID.
-fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     let mut bytes = fastrand::u128(..).to_be_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;

@@ -1,0 +1,292 @@
+//! The server over real sockets on loopback: UDP and TCP queries answered from an injected
+//! snapshot, EDNS0 and truncation, and forwarding to fake upstream resolvers (UDP, TCP
+//! fallback on truncation, SERVFAIL on timeout). No API server is involved.
+
+// The helpers below are test code too: a failed step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use capstan_dns::forward::Forwarder;
+use capstan_dns::{Records, Server};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running server and what stops it.
+struct Running {
+    address: SocketAddr,
+    records: watch::Sender<Arc<Records>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(upstreams: Vec<SocketAddr>, timeout: Duration) -> Self {
+        let server = Server::bind(&["127.0.0.1:0".parse().unwrap()]).await.unwrap();
+        let address = server.local_addrs()[0];
+        let (records, receiver) = watch::channel(Arc::new(records(&[])));
+        let (stop, stopped) = watch::channel(false);
+        let forwarder = Forwarder::new(upstreams).with_timeout(timeout);
+        let task = tokio::spawn(server.serve(receiver, forwarder, stopped));
+        Self { address, records, stop, task }
+    }
+
+    async fn shutdown(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), self.task).await.unwrap().unwrap();
+    }
+}
+
+/// `default/kubernetes`, and `prod/big`, headless, with one endpoint `10.42.1.<n>` per `n`.
+fn records(big: &[u8]) -> Records {
+    let services: Vec<Service> = [
+        json!({"metadata": {"namespace": "default", "name": "kubernetes"},
+               "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443}]}}),
+        json!({"metadata": {"namespace": "prod", "name": "big"}, "spec": {"clusterIP": "None"}}),
+    ]
+    .into_iter()
+    .map(|value| serde_json::from_value(value).unwrap())
+    .collect();
+    let endpoints: Vec<_> =
+        big.iter().map(|n| json!({"addresses": [format!("10.42.1.{n}")]})).collect();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "prod", "name": "big-1",
+                     "labels": {"kubernetes.io/service-name": "big"}},
+        "addressType": "IPv4", "endpoints": endpoints}))
+    .unwrap();
+    Records::build("cluster.local", 5, &services, [&slice])
+}
+
+fn query(name: &str, qtype: RecordType, payload: Option<u16>) -> Message {
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if let Some(payload) = payload {
+        let mut edns = Edns::new();
+        edns.set_max_payload(payload);
+        query.set_edns(edns);
+    }
+    query
+}
+
+async fn ask_udp(server: SocketAddr, query: &Message) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&query.to_vec().unwrap(), server).await.unwrap();
+    let mut buffer = vec![0; 65535];
+    let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = Message::from_vec(&buffer[..len]).unwrap();
+    assert_eq!(answer.metadata.id, query.metadata.id);
+    answer
+}
+
+async fn ask_tcp(server: SocketAddr, query: &Message) -> Message {
+    let mut stream = TcpStream::connect(server).await.unwrap();
+    write_framed(&mut stream, &query.to_vec().unwrap()).await;
+    let answer = Message::from_vec(&read_framed(&mut stream).await).unwrap();
+    assert_eq!(answer.metadata.id, query.metadata.id);
+    answer
+}
+
+async fn write_framed(stream: &mut TcpStream, message: &[u8]) {
+    let len = u16::try_from(message.len()).unwrap().to_be_bytes();
+    stream.write_all(&[&len[..], message].concat()).await.unwrap();
+}
+
+async fn read_framed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut len = [0; 2];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut message = vec![0; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut message).await.unwrap();
+    message
+}
+
+fn addresses(message: &Message) -> Vec<String> {
+    message.answers.iter().map(|record| record.data.to_string()).collect()
+}
+
+/// An answer to `query` with `count` A records (192.0.2.x), as a fake upstream gives it.
+fn upstream_answer(query: &Message, count: u8) -> Message {
+    let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+    answer.metadata.recursion_desired = true;
+    answer.metadata.recursion_available = true;
+    answer.add_queries(query.queries.iter().cloned());
+    let name = query.queries[0].name().clone();
+    for n in 0..count {
+        answer.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, n))),
+        ));
+    }
+    answer
+}
+
+/// A fake upstream on loopback: over UDP it answers with `udp_count` records (setting TC
+/// when `truncate`), over TCP with `tcp_count`. Dropped tasks end with the test's runtime.
+async fn fake_upstream(udp_count: u8, truncate: bool, tcp_count: u8) -> SocketAddr {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(address).await.unwrap();
+    tokio::spawn(async move {
+        let mut buffer = vec![0; 65535];
+        loop {
+            let (len, peer) = udp.recv_from(&mut buffer).await.unwrap();
+            let query = Message::from_vec(&buffer[..len]).unwrap();
+            let mut answer = upstream_answer(&query, udp_count);
+            answer.metadata.truncation = truncate;
+            udp.send_to(&answer.to_vec().unwrap(), peer).await.unwrap();
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = tcp.accept().await.unwrap();
+            let query = Message::from_vec(&read_framed(&mut stream).await).unwrap();
+            let answer = upstream_answer(&query, tcp_count);
+            write_framed(&mut stream, &answer.to_vec().unwrap()).await;
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn answers_the_zone_over_udp_and_tcp() {
+    let server = Running::start(Vec::new(), Duration::from_millis(200)).await;
+    let question = query("kubernetes.default.svc.cluster.local.", RecordType::A, None);
+    for answer in
+        [ask_udp(server.address, &question).await, ask_tcp(server.address, &question).await]
+    {
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert_eq!(addresses(&answer), ["10.43.0.1"]);
+        assert!(answer.edns.is_none());
+    }
+    let missing = ask_udp(server.address, &query("nope.cluster.local.", RecordType::A, None)).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(missing.authorities[0].record_type(), RecordType::SOA);
+
+    // A new snapshot is served as soon as it is sent.
+    server.records.send_replace(Arc::new(records(&[1, 2])));
+    let big =
+        ask_udp(server.address, &query("big.prod.svc.cluster.local.", RecordType::A, None)).await;
+    assert_eq!(addresses(&big), ["10.42.1.1", "10.42.1.2"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn truncates_udp_answers_to_the_clients_size() {
+    let server = Running::start(Vec::new(), Duration::from_millis(200)).await;
+    let all: Vec<u8> = (1..=100).collect();
+    server.records.send_replace(Arc::new(records(&all)));
+    let name = "big.prod.svc.cluster.local.";
+
+    // Without EDNS an answer must fit 512 bytes: 100 A records do not.
+    let classic = ask_udp(server.address, &query(name, RecordType::A, None)).await;
+    assert!(classic.metadata.truncation);
+    assert!(classic.answers.is_empty());
+    assert!(classic.edns.is_none());
+
+    // With EDNS and a 4096-byte payload they fit, and the answer carries an OPT record.
+    let edns = ask_udp(server.address, &query(name, RecordType::A, Some(4096))).await;
+    assert!(!edns.metadata.truncation);
+    assert_eq!(edns.answers.len(), 100);
+    assert_eq!(edns.edns.map(|e| e.max_payload()), Some(1232));
+
+    // A truncated answer keeps its OPT record; TCP carries the whole answer.
+    let small = ask_udp(server.address, &query(name, RecordType::A, Some(600))).await;
+    assert!(small.metadata.truncation && small.edns.is_some());
+    let tcp = ask_tcp(server.address, &query(name, RecordType::A, None)).await;
+    assert_eq!(tcp.answers.len(), 100);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwards_other_names() {
+    let upstream = fake_upstream(2, false, 0).await;
+    let server = Running::start(vec![upstream], Duration::from_secs(2)).await;
+    let question = query("example.com.", RecordType::A, None);
+    for answer in
+        [ask_udp(server.address, &question).await, ask_tcp(server.address, &question).await]
+    {
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(!answer.metadata.authoritative);
+        assert_eq!(addresses(&answer), ["192.0.2.0", "192.0.2.1"]);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_truncated_upstream_answers_over_tcp() {
+    let upstream = fake_upstream(0, true, 3).await;
+    let server = Running::start(vec![upstream], Duration::from_secs(2)).await;
+    let answer = ask_udp(server.address, &query("example.com.", RecordType::A, None)).await;
+    assert!(!answer.metadata.truncation);
+    assert_eq!(addresses(&answer), ["192.0.2.0", "192.0.2.1", "192.0.2.2"]);
+
+    // When the full answer does not fit the client's size, the client gets TC in turn.
+    let big = fake_upstream(0, true, 60).await;
+    let server_big = Running::start(vec![big], Duration::from_secs(2)).await;
+    let answer = ask_udp(server_big.address, &query("example.com.", RecordType::A, None)).await;
+    assert!(answer.metadata.truncation);
+    let answer = ask_tcp(server_big.address, &query("example.com.", RecordType::A, None)).await;
+    assert_eq!(answer.answers.len(), 60);
+    server.shutdown().await;
+    server_big.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_upstreams_give_servfail() {
+    // A bound socket that never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server =
+        Running::start(vec![silent.local_addr().unwrap()], Duration::from_millis(200)).await;
+    let answer = ask_udp(server.address, &query("example.com.", RecordType::A, None)).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(answer.queries, query("example.com.", RecordType::A, None).queries);
+
+    // A silent first upstream is skipped for the next one.
+    let working = fake_upstream(1, false, 0).await;
+    let fallback =
+        Running::start(vec![silent.local_addr().unwrap(), working], Duration::from_millis(200))
+            .await;
+    let answer = ask_udp(fallback.address, &query("example.com.", RecordType::A, None)).await;
+    assert_eq!(addresses(&answer), ["192.0.2.0"]);
+    server.shutdown().await;
+    fallback.shutdown().await;
+}
+
+#[tokio::test]
+async fn external_names_are_completed_upstream() {
+    let upstream = fake_upstream(1, false, 0).await;
+    let server = Running::start(vec![upstream], Duration::from_secs(2)).await;
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"namespace": "prod", "name": "ext"},
+        "spec": {"type": "ExternalName", "externalName": "example.com"}}))
+    .unwrap();
+    server.records.send_replace(Arc::new(Records::build("cluster.local", 5, [&service], [])));
+    let answer =
+        ask_udp(server.address, &query("ext.prod.svc.cluster.local.", RecordType::A, None)).await;
+    assert_eq!(addresses(&answer), ["example.com.", "192.0.2.0"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stops_and_releases_the_port() {
+    let server = Running::start(Vec::new(), Duration::from_millis(200)).await;
+    let address = server.address;
+    server.shutdown().await;
+    // Both sockets are closed: the same port binds again.
+    let rebound = Server::bind(&[address]).await.unwrap();
+    assert_eq!(rebound.local_addrs(), [address]);
+}
