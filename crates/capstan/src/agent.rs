@@ -67,6 +67,20 @@ pub(crate) struct AgentArgs {
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
 
+    /// The pods' network across the cluster (the server's --cluster-cidr), for the proxy's
+    /// masquerade rules.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+
+    /// The cluster DNS Service's address, written into pods' resolv.conf (the tenth address
+    /// of the server's --service-cidr).
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: std::net::IpAddr,
+
+    /// The service proxy's nftables table (advanced).
+    #[arg(long, default_value = "capstan-proxy", hide = true)]
+    proxy_table: String,
+
     /// The node reports DiskPressure below this percent of free space on the data dir's
     /// filesystem (the kubelet's `--eviction-hard nodefs.available<10%`).
     #[arg(long, default_value_t = 10, value_name = "PERCENT", hide = true)]
@@ -118,8 +132,30 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.node_labels = args.node_labels.into_iter().collect::<BTreeMap<_, _>>();
     config.node_taints = args.node_taints;
     config.max_pods = args.max_pods;
+    config.cluster_dns = vec![args.cluster_dns];
     tracing::info!(server = %args.server, node = %config.node_name, kubeconfig = %kubeconfig_path.display(), "joining");
-    capstan_kubelet::run(client, config, shutdown.wait()).await.context("running the kubelet")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let proxy = crate::node_services::spawn_proxy(
+        client.clone(),
+        config.node_name.clone(),
+        crate::node_services::node_ip(args.node_ip),
+        &args.cluster_cidr,
+        args.proxy_table.clone(),
+        stopped.clone(),
+    );
+    let mut until = stopped.clone();
+    let kubelet = tokio::spawn(capstan_kubelet::run(client, config, async move {
+        let _ = until.wait_for(|s| *s).await.map(|_| ());
+    }));
+    tokio::select! {
+        () = shutdown.wait() => {}
+        // The kubelet ended on its own: an error to report.
+        _ = std::future::pending::<()>() => {}
+    }
+    let _ = stop.send(true);
+    let outcome = kubelet.await.context("the kubelet task")?;
+    let _ = proxy.await;
+    outcome.context("running the kubelet")?;
     tracing::info!("shutting down");
     Ok(())
 }

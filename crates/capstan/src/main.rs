@@ -4,6 +4,7 @@
 mod agent;
 mod config;
 mod image;
+mod node_services;
 mod node_token;
 mod server;
 mod signals;

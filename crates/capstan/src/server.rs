@@ -97,6 +97,15 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "/etc/capstan/registries.yaml")]
     registries_config: PathBuf,
 
+    /// The port the cluster DNS listens on at the node's address (advanced: tests pick free
+    /// ports; pods reach it as the kube-dns Service on port 53 either way).
+    #[arg(long, default_value_t = 53, hide = true)]
+    cluster_dns_port: u16,
+
+    /// The service proxy's nftables table (advanced: tests use unique names).
+    #[arg(long, default_value = "capstan-proxy", hide = true)]
+    proxy_table: String,
+
     /// The name of the pods' bridge (advanced: tests use unique names).
     #[arg(long, default_value = "cni0", hide = true)]
     cni_bridge: String,
@@ -222,6 +231,37 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %error_chain(&error), "the kubelet stopped");
             }
         }));
+        let node_ip = crate::node_services::node_ip(args.node_ip);
+        let proxy_client =
+            loopback_client(&kubeconfig).await.context("connecting the proxy to the API")?;
+        components.push(crate::node_services::spawn_proxy(
+            proxy_client,
+            kubelet_config(&args, &tls.ca_cert).node_name,
+            node_ip,
+            &args.cluster_cidr,
+            args.proxy_table.clone(),
+            stopped.clone(),
+        ));
+        match node_ip {
+            Some(ip) => {
+                let dns_client =
+                    loopback_client(&kubeconfig).await.context("connecting the DNS to the API")?;
+                let service_ip = crate::node_services::dns_service_ip(
+                    args.service_cidr.first().map(String::as_str).unwrap_or("10.43.0.0/16"),
+                )?;
+                let listen = SocketAddr::new(ip, args.cluster_dns_port);
+                components.push(
+                    crate::node_services::spawn_dns(
+                        dns_client,
+                        listen,
+                        service_ip,
+                        stopped.clone(),
+                    )
+                    .await?,
+                );
+            }
+            None => tracing::warn!("no node address known (give --node-ip): no cluster DNS"),
+        }
     }
     shutdown.wait().await;
     let _ = stop_components.send(true);
@@ -248,6 +288,10 @@ fn kubelet_config(args: &ServerArgs, ca_pem: &str) -> capstan_kubelet::KubeletCo
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     config.registries_config = args.registries_config.clone();
     config.cni_bridge = args.cni_bridge.clone();
+    let service_cidr = args.service_cidr.first().map(String::as_str).unwrap_or("10.43.0.0/16");
+    if let Ok(dns) = crate::node_services::dns_service_ip(service_cidr) {
+        config.cluster_dns = vec![dns];
+    }
     config
 }
 

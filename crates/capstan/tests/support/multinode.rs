@@ -28,6 +28,7 @@ pub(crate) struct MultiNode {
     pub(crate) agents: Vec<Agent>,
     bridge: String,
     cni_bridge: String,
+    table: String,
 }
 
 impl std::ops::Deref for MultiNode {
@@ -79,6 +80,7 @@ impl MultiNode {
             agents: Vec::new(),
             bridge: bridge.clone(),
             cni_bridge: cni_bridge.clone(),
+            table: format!("capm{tag}"),
         };
         sh("ip", &["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge])?;
         sh("ip", &["link", "set", &bridge, "up"])?;
@@ -87,6 +89,7 @@ impl MultiNode {
         let server_dir = root.join("server-node");
         build_busybox(&server_dir)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+        let dns_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
         let kubelet_port =
             std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
         let mut args = isolated(&server_dir);
@@ -113,6 +116,12 @@ impl MultiNode {
                 &cidr,
                 "--eviction-nodefs-available",
                 "1",
+                "--service-cidr",
+                &format!("10.{}.0.0/16", 60 + tag % 40),
+                "--proxy-table",
+                &format!("capm{tag}"),
+                "--cluster-dns-port",
+                &dns_port,
             ]
             .map(str::to_owned),
         );
@@ -159,6 +168,10 @@ impl MultiNode {
                     &ip,
                     "--eviction-nodefs-available",
                     "1",
+                    "--cluster-cidr",
+                    &cidr,
+                    "--cluster-dns",
+                    &format!("10.{}.0.10", 60 + tag % 40),
                     "--registries-config",
                 ])
                 .arg(root.join("registries.yaml"))
@@ -285,7 +298,17 @@ impl Drop for MultiNode {
         for agent in &self.agents {
             let _ = Command::new("ip").args(["netns", "delete", &agent.netns]).status();
         }
-        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).status();
-        let _ = Command::new("ip").args(["link", "delete", &self.cni_bridge]).status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.cni_bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
     }
 }

@@ -6,7 +6,7 @@
 use super::{CAPSTAN, Cluster, Server, isolated};
 use anyhow::{Context, Result, ensure};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The image the tests run.
@@ -17,6 +17,7 @@ pub(crate) struct NodeCluster {
     pub(crate) node: String,
     pub(crate) bridge: String,
     pub(crate) socket: PathBuf,
+    table: String,
 }
 
 impl std::ops::Deref for NodeCluster {
@@ -60,6 +61,9 @@ impl NodeCluster {
         let bridge = format!("capt{tag}");
         let cidr = format!("10.{}.0.0/16", 200 + (std::process::id() % 5) * 10 + slot % 10);
         let port = free_port()?.to_string();
+        let dns_port = free_port()?.to_string();
+        let table = format!("capn{tag}");
+        let service_cidr = format!("10.{}.0.0/16", 100 + (std::process::id() % 5) * 10 + slot % 10);
         let mut args = isolated(dir.path());
         args.retain(|arg| arg != "--disable-agent");
         args.extend(
@@ -75,6 +79,12 @@ impl NodeCluster {
                 // Tests care about pods, not about the disk this machine's builds fill.
                 "--eviction-nodefs-available",
                 "1",
+                "--service-cidr",
+                &service_cidr,
+                "--proxy-table",
+                &table,
+                "--cluster-dns-port",
+                &dns_port,
             ]
             .map(str::to_owned),
         );
@@ -87,7 +97,7 @@ impl NodeCluster {
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let socket = dir.path().join("agent/run/containerd/containerd.sock");
         let cluster = Cluster { dir, kubeconfig, server: Some(server), _etcd: None };
-        let node_cluster = NodeCluster { cluster, node, bridge, socket };
+        let node_cluster = NodeCluster { cluster, node, bridge, socket, table };
         node_cluster.wait_until(Duration::from_secs(60), "the node to be Ready", || {
             let path = "{.status.conditions[?(@.type==\"Ready\")].status}";
             let run = node_cluster.run(&[
@@ -181,6 +191,13 @@ impl Drop for NodeCluster {
         if let Some(server) = self.cluster.server.take() {
             let _ = server.terminate();
         }
-        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
     }
 }
