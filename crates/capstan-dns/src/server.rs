@@ -63,13 +63,25 @@ impl Server {
         }
         let mut server = Self { udp: Vec::new(), tcp: Vec::new() };
         for &address in listen {
-            let udp = UdpSocket::bind(address)
-                .await
-                .map_err(|source| DnsError::BindUdp { address, source })?;
-            let bound = udp.local_addr().map_err(|source| DnsError::BindUdp { address, source })?;
-            let tcp = TcpListener::bind(bound)
-                .await
-                .map_err(|source| DnsError::BindTcp { address: bound, source })?;
+            // With port 0 the kernel picks the UDP port, which TCP may already use elsewhere:
+            // then pick again (a few times) rather than fail.
+            let attempts = if address.port() == 0 { 20 } else { 1 };
+            let mut attempt = 0;
+            let (udp, tcp) = loop {
+                attempt += 1;
+                let udp = UdpSocket::bind(address)
+                    .await
+                    .map_err(|source| DnsError::BindUdp { address, source })?;
+                let bound =
+                    udp.local_addr().map_err(|source| DnsError::BindUdp { address, source })?;
+                match TcpListener::bind(bound).await {
+                    Ok(tcp) => break (udp, tcp),
+                    Err(source)
+                        if attempt < attempts && source.kind() == std::io::ErrorKind::AddrInUse => {
+                    }
+                    Err(source) => return Err(DnsError::BindTcp { address: bound, source }),
+                }
+            };
             server.udp.push(Arc::new(udp));
             server.tcp.push(tcp);
         }

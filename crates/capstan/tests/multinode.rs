@@ -218,7 +218,8 @@ spec:
         ready_at.elapsed()
     );
     // A deleted pod leaves the rotation.
-    let victim = all.iter().next().cloned().unwrap_or_default();
+    // One of the new replicas, so that the pods used below stay.
+    let victim = all.iter().find(|n| !names.contains(*n)).cloned().unwrap_or_default();
     cluster.ok(&["delete", "pod", &victim, "--grace-period=1"])?;
     std::thread::sleep(Duration::from_secs(1));
     for _ in 0..30 {

@@ -703,10 +703,12 @@ where
         match frame {
             Frame::Data { stream_id, data, .. } => {
                 if !data.is_empty() {
-                    // Keep the runtime's send window open.
-                    session
+                    // Keep the runtime's send window open. The runtime may already have
+                    // closed the connection after its last data: that is not a failure of
+                    // the session, whose status still has to reach the client.
+                    let _ = session
                         .send(&Frame::WindowUpdate { stream_id, delta: data.len() as u32 })
-                        .await?;
+                        .await;
                 }
                 match roles.get(&stream_id) {
                     Some(StreamRole::Stdout) if !data.is_empty() => {
@@ -719,7 +721,9 @@ where
                     _ => {}
                 }
             }
-            Frame::Ping { id } => session.send(&Frame::Ping { id }).await?,
+            Frame::Ping { id } => {
+                let _ = session.send(&Frame::Ping { id }).await;
+            }
             // The runtime closes the connection once the command has ended.
             Frame::GoAway { .. } => break,
             _ => {}
@@ -807,7 +811,9 @@ where
                     ws.send(channel_message(channel, &data)).await?;
                 }
             }
-            Frame::Ping { id } => session.send(&Frame::Ping { id }).await?,
+            Frame::Ping { id } => {
+                let _ = session.send(&Frame::Ping { id }).await;
+            }
             Frame::GoAway { .. } => break,
             _ => {}
         }
