@@ -24,6 +24,7 @@ pub(crate) const NODE: &[&str] = &[
     "busybox-static",
     "iptables",
     "iproute2",
+    "nftables",
 ];
 
 pub(crate) fn is_root() -> bool {

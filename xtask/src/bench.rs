@@ -35,3 +35,11 @@ pub(crate) fn pods() -> anyhow::Result<()> {
     step("cargo bench --package capstan --bench pods");
     run_command(cargo().args(["bench", "--package", "capstan", "--bench", "pods"]))
 }
+
+/// The service proxy benchmark (`crates/capstan/benches/proxy.rs`): nftables sync costs as
+/// Services grow, and the time from an endpoint change to its rule being live.
+pub(crate) fn proxy() -> anyhow::Result<()> {
+    apt::ensure("the proxy benchmark", &[apt::BUILD, apt::NODE])?;
+    step("cargo bench --package capstan --bench proxy");
+    run_command(cargo().args(["bench", "--package", "capstan", "--bench", "proxy"]))
+}

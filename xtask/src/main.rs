@@ -28,6 +28,7 @@ tasks:
   bench api               benchmark the API server on the embedded datastore and on etcd
   bench scheduler         benchmark the scheduler: 1,000 hollow nodes, 10,000 pods
   bench pods              benchmark pod startup on a real node against CRI straight to containerd
+  bench proxy             benchmark the nftables proxy: sync costs and endpoint change → rule live
   openapi [--check]       regenerate capstan-api's OpenAPI schemas (or check they are fresh)
   protobuf [--check]      regenerate capstan-api's protobuf descriptors (`vendor DIR`: re-vendor)
 ";
@@ -50,10 +51,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         ["bench", "api"] => bench::api(),
         ["bench", "scheduler"] => bench::scheduler(),
         ["bench", "pods"] => bench::pods(),
+        ["bench", "proxy"] => bench::proxy(),
         ["openapi", flags @ ..] => openapi::run(flags),
         ["protobuf", flags @ ..] => protobuf::run(flags),
         ["bench", ..] => {
-            bail!("unknown benchmark; available: store, api, scheduler, pods\n\n{USAGE}")
+            bail!("unknown benchmark; available: store, api, scheduler, pods, proxy\n\n{USAGE}")
         }
         ["-h" | "--help" | "help"] | [] => {
             print!("{USAGE}");

@@ -131,3 +131,56 @@ mod tests {
         assert!(costs.incremental_script_bytes > 0, "{costs:?}");
     }
 }
+
+/// What [`bench_kernel_sync`] measured: applying through a real [`crate::Nft`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSyncCosts {
+    pub services: usize,
+    pub endpoints_per_service: usize,
+    /// The first sync: the whole table in one transaction.
+    pub full: Duration,
+    pub full_script_bytes: usize,
+    /// One endpoint added to one service, as an incremental sync.
+    pub incremental: Duration,
+    pub incremental_script_bytes: usize,
+}
+
+/// Applies a full sync and then one incremental change of `services` × `endpoints_per_service`
+/// into `table` through `nft`, timing each (state computation included). The caller deletes
+/// the table afterwards.
+pub fn bench_kernel_sync(
+    nft: std::sync::Arc<dyn crate::Nft>,
+    table: &str,
+    services: usize,
+    endpoints_per_service: usize,
+) -> Result<KernelSyncCosts, crate::NftError> {
+    let node = NodeFacts {
+        node_name: "node-0".to_owned(),
+        families: vec![crate::state::IpFamily::V4],
+        cluster_cidrs: "10.0.0.0/8".parse().into_iter().collect(),
+    };
+    let mut objects: Vec<(Service, EndpointSlice)> =
+        (0..services).map(|index| objects(index, endpoints_per_service)).collect();
+    let mut syncer = crate::Syncer::new(nft, table);
+    let started = Instant::now();
+    let state =
+        ProxyState::compute(objects.iter().map(|o| &o.0), objects.iter().map(|o| &o.1), &node);
+    let full_report = syncer.sync(&state, Instant::now())?;
+    let full = started.elapsed();
+    if let Some((_, slice)) = objects.first_mut() {
+        slice.endpoints.push(endpoint(0, endpoints_per_service));
+    }
+    let started = Instant::now();
+    let state =
+        ProxyState::compute(objects.iter().map(|o| &o.0), objects.iter().map(|o| &o.1), &node);
+    let incremental_report = syncer.sync(&state, Instant::now())?;
+    let incremental = started.elapsed();
+    Ok(KernelSyncCosts {
+        services,
+        endpoints_per_service,
+        full,
+        full_script_bytes: full_report.script_bytes,
+        incremental,
+        incremental_script_bytes: incremental_report.script_bytes,
+    })
+}

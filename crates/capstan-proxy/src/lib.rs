@@ -30,7 +30,7 @@ pub mod script;
 pub mod state;
 pub mod syncer;
 
-pub use bench::{SyncCosts, bench_sync_costs};
+pub use bench::{KernelSyncCosts, SyncCosts, bench_kernel_sync, bench_sync_costs};
 pub use metrics::{ProxyMetrics, metrics};
 pub use nft::{Nft, NftError, RecordingNft, SystemNft, delete_table};
 pub use runtime::{ProxyConfig, ProxyError, run};
