@@ -22,6 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
+const LOG: &str = "warn,capstan=info,capstan_kubelet=info";
+
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
 const IMAGE: &str = "capstan.local/busybox:1";
 const BRIDGE: &str = "capbench0";
 
@@ -39,29 +45,32 @@ fn main() -> Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
     let data = dir.path().display().to_string();
     let kubeconfig = dir.path().join("kubeconfig.yaml");
-    let server = Process::start(&[
-        "server",
-        "--data-dir",
-        &data,
-        "--https-listen-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-        "--write-kubeconfig",
-        &kubeconfig.display().to_string(),
-        "--node-name",
-        "bench-node",
-        "--kubelet-port",
-        &port,
-        "--cni-bridge",
-        BRIDGE,
-        "--cluster-cidr",
-        "10.199.0.0/16",
-        "--eviction-nodefs-available",
-        "1",
-        "--registries-config",
-        &dir.path().join("registries.yaml").display().to_string(),
-    ])?;
+    let server = Process::start(
+        &[
+            "server",
+            "--data-dir",
+            &data,
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--write-kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--node-name",
+            "bench-node",
+            "--kubelet-port",
+            &port,
+            "--cni-bridge",
+            BRIDGE,
+            "--cluster-cidr",
+            "10.199.0.0/16",
+            "--eviction-nodefs-available",
+            "1",
+            "--registries-config",
+            &dir.path().join("registries.yaml").display().to_string(),
+        ],
+        LOG,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let socket = dir.path().join("agent/run/containerd/containerd.sock");
     let outcome = (|| {
@@ -300,51 +309,4 @@ async fn floor(cri: &CriRuntime, logs: &Path, prefix: &str, count: usize) -> Res
         }
     }
     Ok(times)
-}
-
-struct Process {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Result<Process> {
-        let mut child = Command::new(CAPSTAN)
-            .args(args)
-            .env("RUST_LOG", "warn,capstan=info,capstan_kubelet=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("WARN") || line.contains("ERROR") {
-                    eprintln!("    {line}");
-                }
-                let _ = send.send(line);
-            }
-        });
-        Ok(Process { child, lines })
-    }
-
-    fn wait_for_line(&self, needle: &str, patience: Duration) -> Result<()> {
-        let deadline = Instant::now() + patience;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .with_context(|| format!("no {needle:?} from capstan"))?;
-            if line.contains(needle) {
-                return Ok(());
-            }
-        }
-    }
-
-    fn terminate(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
 }

@@ -20,6 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
+const LOG: &str = "warn,capstan=info";
+
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
 
 /// An `Nft` that applies through the real one and remembers when each script finished.
 #[derive(Debug)]
@@ -72,19 +78,22 @@ fn main() -> Result<()> {
     }
 
     let dir = tempfile::tempdir()?;
-    let server = Process::start(&[
-        "server",
-        "--data-dir",
-        &dir.path().display().to_string(),
-        "--https-listen-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-        "--disable-agent",
-        "--disable-scheduler",
-        "--write-kubeconfig",
-        &dir.path().join("kubeconfig.yaml").display().to_string(),
-    ])?;
+    let server = Process::start(
+        &[
+            "server",
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+            "--disable-agent",
+            "--disable-scheduler",
+            "--write-kubeconfig",
+            &dir.path().join("kubeconfig.yaml").display().to_string(),
+        ],
+        LOG,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let outcome = (|| {
         server.wait_for_line("API server ready", Duration::from_secs(60))?;
@@ -225,48 +234,4 @@ async fn latency(kubeconfig: &std::path::Path, table: &str, count: usize) -> Res
         if p99 <= Duration::from_secs(1) { "PASS" } else { "FAIL" }
     );
     Ok(())
-}
-
-struct Process {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(args: &[&str]) -> Result<Process> {
-        let mut child = Command::new(CAPSTAN)
-            .args(args)
-            .env("RUST_LOG", "warn,capstan=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        Ok(Process { child, lines })
-    }
-
-    fn wait_for_line(&self, needle: &str, patience: Duration) -> Result<()> {
-        let deadline = Instant::now() + patience;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .with_context(|| format!("no {needle:?} from capstan"))?;
-            if line.contains(needle) {
-                return Ok(());
-            }
-        }
-    }
-
-    fn terminate(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
 }

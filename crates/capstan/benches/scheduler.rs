@@ -23,7 +23,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
+
+const SCHEDULER_LOG: &str =
+    "warn,capstan=info,capstan_apiserver=info,capstan_scheduler=info,capstan_sim=info";
 const CLIENTS: usize = 32;
 const NAMESPACE: &str = "bench";
 /// The creation rate of the paced phase: the throughput target.
@@ -34,24 +40,27 @@ fn main() -> Result<()> {
     let pods = env_number("CAPSTAN_BENCH_PODS", 10_000);
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let server = Process::start(&server_args(dir.path()))?;
+    let server = Process::start(&server_args(dir.path()), SCHEDULER_LOG)?;
     let outcome = (|| {
         server.wait_for_line("API server ready", Duration::from_secs(60))?;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let count = nodes.to_string();
-        let sim = Process::start(&[
-            "sim-nodes",
-            "--kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--count",
-            &count,
-            "--zones",
-            "10",
-            "--cpu",
-            "32",
-            "--memory",
-            "256Gi",
-        ])?;
+        let sim = Process::start(
+            &[
+                "sim-nodes",
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
+                "--count",
+                &count,
+                "--zones",
+                "10",
+                "--cpu",
+                "32",
+                "--memory",
+                "256Gi",
+            ],
+            SCHEDULER_LOG,
+        )?;
         let result = runtime.block_on(measure(&kubeconfig, nodes, pods));
         if result.is_ok() {
             println!(
@@ -323,74 +332,4 @@ fn bench_pod(name: &str) -> Result<Pod> {
         "spec": {"containers": [{"name": "c", "image": "busybox",
             "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}}}]}
     }))?)
-}
-
-/// A child `capstan` process, ended by pid.
-struct Process {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Process> {
-        let mut child = Command::new(CAPSTAN)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                "warn,capstan=info,capstan_apiserver=info,capstan_scheduler=info,capstan_sim=info",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("WARN") || line.contains("ERROR") {
-                    eprintln!("    {line}");
-                }
-                let _ = send.send(line);
-            }
-        });
-        Ok(Process { child, lines })
-    }
-
-    fn wait_for_line(&self, needle: &str, patience: Duration) -> Result<()> {
-        let deadline = Instant::now() + patience;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .with_context(|| format!("no {needle:?} from capstan"))?;
-            if line.contains(needle) {
-                return Ok(());
-            }
-        }
-    }
-
-    /// User plus system CPU time the process has used so far, from `/proc/<pid>/stat`.
-    fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> =
-            stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are the 14th and 15th fields of the line: 12th and 13th here.
-        (ticks(11) + ticks(12)) / 100.0
-    }
-
-    fn terminate(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

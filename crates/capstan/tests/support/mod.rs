@@ -229,6 +229,26 @@ impl Cluster {
         Ok(SimNodes { child })
     }
 
+    /// Polls `check` every 200 ms until it says yes or `limit` passes.
+    pub(crate) fn wait_until(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if check()? {
+                return Ok(());
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Polls `kubectl get <what> -o jsonpath=<path>` until it prints `expected` (30 s at most).
     pub(crate) fn wait_for_field(&self, what: &[&str], path: &str, expected: &str) -> Result<()> {
         let jsonpath = format!("jsonpath={path}");

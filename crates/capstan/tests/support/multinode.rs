@@ -197,22 +197,6 @@ impl MultiNode {
         Ok(harness)
     }
 
-    pub(crate) fn wait_until(
-        &self,
-        limit: Duration,
-        what: &str,
-        mut check: impl FnMut() -> Result<bool>,
-    ) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if check()? {
-                return Ok(());
-            }
-            ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     /// Whether the containerd at `socket` holds no container.
     fn empty(socket: &Path) -> bool {
         Command::new("ctr")

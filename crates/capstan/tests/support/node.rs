@@ -7,7 +7,7 @@ use super::{CAPSTAN, Cluster, Server, isolated};
 use anyhow::{Context, Result, ensure};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The image the tests run.
 pub(crate) const BUSYBOX: &str = "capstan.local/busybox:1";
@@ -114,23 +114,6 @@ impl NodeCluster {
             Ok(node_cluster.run(&["get", "serviceaccount", "default"])?.success)
         })?;
         Ok(node_cluster)
-    }
-
-    /// Polls `check` every 200 ms until it says yes or `limit` passes.
-    pub(crate) fn wait_until(
-        &self,
-        limit: Duration,
-        what: &str,
-        mut check: impl FnMut() -> Result<bool>,
-    ) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if check()? {
-                return Ok(());
-            }
-            ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// `ctr` against this node's containerd, in the CRI namespace.
