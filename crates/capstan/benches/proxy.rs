@@ -8,18 +8,15 @@
 //!    the time until nft has applied a script containing it is recorded (p50/p99).
 //!    `CAPSTAN_BENCH_SERVICES` changes the 1,000.
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use capstan_proxy::{Nft, NftError, SystemNft};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CAPSTAN: &str = env!("CARGO_BIN_EXE_capstan");
 const LOG: &str = "warn,capstan=info";
 
 #[path = "common/process.rs"]
