@@ -124,6 +124,18 @@ fn pull_policy(container: &Container) -> String {
     }
 }
 
+/// A sandbox's IPs, primary first.
+fn ips_of(status: &crate::runtime::cri_api::PodSandboxStatusResponse) -> Vec<String> {
+    let mut ips = Vec::new();
+    if let Some(network) = status.status.as_ref().and_then(|s| s.network.as_ref()) {
+        if !network.ip.is_empty() {
+            ips.push(network.ip.clone());
+        }
+        ips.extend(network.additional_ips.iter().map(|ip| ip.ip.clone()));
+    }
+    ips
+}
+
 impl Worker {
     pub(crate) fn new(shared: Arc<Shared>, uid: String) -> Self {
         Worker {
@@ -338,13 +350,9 @@ impl Worker {
         })
     }
 
-    fn sandbox_environment_paths(&self, pod: &Pod) -> PathBuf {
-        self.log_dir(pod)
-    }
-
-    async fn create_sandbox(&mut self, pod: &Arc<Pod>, attempt: u32) -> Result<(), SyncError> {
-        let log_dir = self.sandbox_environment_paths(pod);
-        std::fs::create_dir_all(&log_dir).map_err(|e| SyncError::Io(log_dir.clone(), e))?;
+    /// The sandbox config of `pod` on this node.
+    fn sandbox_config(&self, pod: &Pod, attempt: u32) -> PodSandboxConfig {
+        let log_dir = self.log_dir(pod);
         let shared = &self.shared;
         let env = SandboxEnvironment {
             log_directory: &log_dir,
@@ -353,7 +361,14 @@ impl Worker {
             host_searches: &shared.host_dns.searches,
             host_servers: &shared.host_dns.servers,
         };
-        let sandbox_config = config::sandbox_config(pod, attempt, &env);
+        config::sandbox_config(pod, attempt, &env)
+    }
+
+    async fn create_sandbox(&mut self, pod: &Arc<Pod>, attempt: u32) -> Result<(), SyncError> {
+        let log_dir = self.log_dir(pod);
+        std::fs::create_dir_all(&log_dir).map_err(|e| SyncError::Io(log_dir.clone(), e))?;
+        let sandbox_config = self.sandbox_config(pod, attempt);
+        let shared = &self.shared;
         let id = match shared.runtime.run_pod_sandbox(sandbox_config.clone(), String::new()).await {
             Ok(id) => id,
             Err(error) => {
@@ -367,7 +382,7 @@ impl Worker {
                 return Err(error.into());
             }
         };
-        let ips = self.sandbox_ips(&id).await?;
+        let ips = ips_of(&shared.runtime.pod_sandbox_status(&id).await?);
         tracing::debug!(pod = %name_of(pod), sandbox = %id, ?ips, "sandbox ready");
         self.sandbox = Some(Sandbox { id, config: sandbox_config, ips });
         Ok(())
@@ -375,39 +390,17 @@ impl Worker {
 
     /// Takes over a ready sandbox found in the runtime (after a kubelet restart).
     async fn adopt_sandbox(&mut self, pod: &Arc<Pod>, id: &str) -> Result<(), SyncError> {
-        let log_dir = self.log_dir(pod);
-        let shared = &self.shared;
-        let env = SandboxEnvironment {
-            log_directory: &log_dir,
-            cluster_dns: &shared.config.cluster_dns,
-            cluster_domain: &shared.config.cluster_domain,
-            host_searches: &shared.host_dns.searches,
-            host_servers: &shared.host_dns.servers,
-        };
-        let status = shared.runtime.pod_sandbox_status(id).await?;
+        let status = self.shared.runtime.pod_sandbox_status(id).await?;
         let attempt = status
             .status
             .as_ref()
             .and_then(|s| s.metadata.as_ref())
             .map(|m| m.attempt)
             .unwrap_or(0);
-        let sandbox_config = config::sandbox_config(pod, attempt, &env);
-        let ips = self.sandbox_ips(id).await?;
-        self.sandbox = Some(Sandbox { id: id.to_owned(), config: sandbox_config, ips });
+        let sandbox_config = self.sandbox_config(pod, attempt);
+        self.sandbox =
+            Some(Sandbox { id: id.to_owned(), config: sandbox_config, ips: ips_of(&status) });
         Ok(())
-    }
-
-    async fn sandbox_ips(&self, id: &str) -> Result<Vec<String>, SyncError> {
-        let status = self.shared.runtime.pod_sandbox_status(id).await?;
-        let network = status.status.and_then(|s| s.network);
-        let mut ips = Vec::new();
-        if let Some(network) = network {
-            if !network.ip.is_empty() {
-                ips.push(network.ip);
-            }
-            ips.extend(network.additional_ips.into_iter().map(|ip| ip.ip));
-        }
-        Ok(ips)
     }
 
     fn host_ips(&self) -> Vec<String> {
@@ -730,6 +723,20 @@ impl Worker {
         }
     }
 
+    /// A container that could not be created or started: a `Failed` event, and the reason
+    /// its status shows while it waits for the next attempt.
+    fn start_failed(
+        &mut self,
+        pod: &Pod,
+        reference: Option<(&str, bool)>,
+        container: &str,
+        reason: &str,
+        message: String,
+    ) {
+        self.event(pod, reference, EventType::Warning, "Failed", format!("Error: {message}"));
+        self.waiting.insert(container.to_owned(), Waiting { reason: reason.to_owned(), message });
+    }
+
     /// Creates and starts one container instance.
     async fn start(
         &mut self,
@@ -747,16 +754,12 @@ impl Worker {
         let config = match self.container_config(pod, sandbox, container, attempt, &image).await {
             Ok(config) => config,
             Err(message) => {
-                self.event(
+                self.start_failed(
                     pod,
                     reference,
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
-                self.waiting.insert(
-                    container.name.clone(),
-                    Waiting { reason: "CreateContainerConfigError".into(), message },
+                    &container.name,
+                    "CreateContainerConfigError",
+                    message,
                 );
                 next.wake_after = Some(Duration::from_secs(2));
                 return Ok(false);
@@ -767,17 +770,7 @@ impl Worker {
             Ok(id) => id,
             Err(error) => {
                 let message = error.to_string();
-                self.event(
-                    pod,
-                    reference,
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
-                self.waiting.insert(
-                    container.name.clone(),
-                    Waiting { reason: "CreateContainerError".into(), message },
-                );
+                self.start_failed(pod, reference, &container.name, "CreateContainerError", message);
                 next.wake_after = Some(Duration::from_secs(2));
                 return Ok(false);
             }
@@ -790,11 +783,12 @@ impl Worker {
             format!("Created container {}", container.name),
         );
         if let Err(error) = runtime.start_container(&id).await {
-            let message = error.to_string();
-            self.event(pod, reference, EventType::Warning, "Failed", format!("Error: {message}"));
-            self.waiting.insert(
-                container.name.clone(),
-                Waiting { reason: "RunContainerError".into(), message },
+            self.start_failed(
+                pod,
+                reference,
+                &container.name,
+                "RunContainerError",
+                error.to_string(),
             );
             return Ok(false);
         }

@@ -229,6 +229,22 @@ impl Cluster {
         Ok(SimNodes { child })
     }
 
+    /// Deletes every object kubectl lists as `all`, and every pod, at once and without
+    /// grace (test teardown; errors are ignored).
+    pub(crate) fn delete_everything(&self) {
+        for what in ["all", "pods"] {
+            let _ = self.run(&[
+                "delete",
+                what,
+                "--all",
+                "--all-namespaces",
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            ]);
+        }
+    }
+
     /// Polls `check` every 200 ms until it says yes or `limit` passes.
     pub(crate) fn wait_until(
         &self,

@@ -242,24 +242,7 @@ impl MultiNode {
 
 impl Drop for MultiNode {
     fn drop(&mut self) {
-        let _ = self.run(&[
-            "delete",
-            "all",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
-        let _ = self.run(&[
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
+        self.delete_everything();
         let sockets: Vec<PathBuf> = std::iter::once(self.server_socket.clone())
             .chain(self.agents.iter().map(|a| a.socket.clone()))
             .collect();

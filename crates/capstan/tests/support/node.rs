@@ -150,24 +150,7 @@ impl NodeCluster {
 impl Drop for NodeCluster {
     fn drop(&mut self) {
         // Everything goes at once, without grace, then the node must be empty.
-        let _ = self.run(&[
-            "delete",
-            "all",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
-        let _ = self.run(&[
-            "delete",
-            "pods",
-            "--all",
-            "--all-namespaces",
-            "--grace-period=0",
-            "--force",
-            "--wait=false",
-        ]);
+        self.delete_everything();
         let _ = self.wait_until(Duration::from_secs(60), "containerd to be empty", || {
             Ok(self.runtime_containers().map(|c| c.is_empty()).unwrap_or(true))
         });
