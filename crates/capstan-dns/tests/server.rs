@@ -136,9 +136,14 @@ fn upstream_answer(query: &Message, count: u8) -> Message {
 /// A fake upstream on loopback: over UDP it answers with `udp_count` records (setting TC
 /// when `truncate`), over TCP with `tcp_count`. Dropped tasks end with the test's runtime.
 async fn fake_upstream(udp_count: u8, truncate: bool, tcp_count: u8) -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(address).await.unwrap();
+    // The UDP port the kernel picks may be taken for TCP by a parallel test: pick again.
+    let (udp, address, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(address).await {
+            break (udp, address, tcp);
+        }
+    };
     tokio::spawn(async move {
         let mut buffer = vec![0; 65535];
         loop {
