@@ -89,7 +89,8 @@ pub(crate) struct AgentArgs {
 
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Installed first, so that a signal during the join is not fatal mid-write.
-    let shutdown = crate::signals::ShutdownSignals::install()?;
+    let shutdown = crate::signals::ShutdownSignals::install()?.wait();
+    tokio::pin!(shutdown);
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => token.trim().to_owned(),
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -99,7 +100,10 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("--token or --token-file is required"),
     };
     let join = JoinToken::parse(&token).context("the join token is unusable")?;
-    let ca_pem = fetch_ca(&args.server).await?;
+    let ca_pem = tokio::select! {
+        ca = fetch_ca_until_served(&args.server) => ca?,
+        () = &mut shutdown => return Ok(()),
+    };
     match &join.ca_hash {
         Some(expected) => anyhow::ensure!(
             sha256_hex(ca_pem.as_bytes()) == *expected,
@@ -144,20 +148,46 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         stopped.clone(),
     );
     let mut until = stopped.clone();
-    let kubelet = tokio::spawn(capstan_kubelet::run(client, config, async move {
+    let mut kubelet = tokio::spawn(capstan_kubelet::run(client, config, async move {
         let _ = until.wait_for(|s| *s).await.map(|_| ());
     }));
-    tokio::select! {
-        () = shutdown.wait() => {}
+    let outcome = tokio::select! {
+        () = &mut shutdown => {
+            let _ = stop.send(true);
+            (&mut kubelet).await
+        }
         // The kubelet ended on its own: an error to report.
-        _ = std::future::pending::<()>() => {}
+        ended = &mut kubelet => {
+            let _ = stop.send(true);
+            ended
+        }
     }
-    let _ = stop.send(true);
-    let outcome = kubelet.await.context("the kubelet task")?;
+    .context("the kubelet task")?;
     let _ = proxy.await;
     outcome.context("running the kubelet")?;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The server's CA, asked for again until the server answers: an agent may well start
+/// before its server (k3s agents wait the same way). A malformed `--server` fails at once.
+async fn fetch_ca_until_served(server: &str) -> anyhow::Result<String> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match fetch_ca(server).await {
+            Ok(pem) => return Ok(pem),
+            Err(error) if server.parse::<http::Uri>().is_err() => return Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    server,
+                    error = format!("{error:#}"),
+                    "the server is not answering yet; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// The server's CA, from `/cacerts`. The server cannot be verified yet (its CA is what is

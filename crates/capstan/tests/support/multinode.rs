@@ -68,7 +68,9 @@ impl MultiNode {
     /// addresses apart.
     pub(crate) fn start(agents: usize, slot: u32) -> Result<Self> {
         let tag = (std::process::id() % 1000) * 10 + slot;
-        let subnet = format!("172.31.{}", tag % 250);
+        // 198.18.0.0/15 is set aside for benchmarking networks (RFC 2544): no real network a
+        // test machine sits on uses it, so the nodes' subnet never shadows the host's own.
+        let subnet = format!("198.18.{}", tag % 250);
         let bridge = format!("capb{tag}");
         let cni_bridge = format!("capc{tag}");
         let dir = tempfile::Builder::new().prefix("capm").tempdir_in("/tmp")?;
@@ -186,11 +188,13 @@ impl MultiNode {
         let nodes: Vec<String> = std::iter::once(harness.server_node.clone())
             .chain(harness.agents.iter().map(|a| a.name.clone()))
             .collect();
-        harness.wait_until(Duration::from_secs(90), "every node Ready", || {
-            let path = "{range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}";
-            let run = harness.run(&["get", "nodes", "-o", &format!("jsonpath={path}")])?;
-            Ok(nodes.iter().all(|n| run.stdout.contains(&format!("{n}=True"))))
-        })?;
+        harness
+            .wait_until(Duration::from_secs(90), "every node Ready", || {
+                let path = "{range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}";
+                let run = harness.run(&["get", "nodes", "-o", &format!("jsonpath={path}")])?;
+                Ok(nodes.iter().all(|n| run.stdout.contains(&format!("{n}=True"))))
+            })
+            .map_err(|error| error.context(harness.diagnosis()))?;
         harness.wait_until(Duration::from_secs(30), "the default service account", || {
             Ok(harness.run(&["get", "serviceaccount", "default"])?.success)
         })?;
@@ -233,6 +237,22 @@ impl MultiNode {
             ));
         }
         text
+    }
+
+    /// What a failing start shows: every node's Ready condition, and the last lines of the
+    /// server's and the agents' logs.
+    pub(crate) fn diagnosis(&self) -> String {
+        let path = "{range .items[*]}{.metadata.name}: {.status.conditions[?(@.type==\"Ready\")].message}{\"\\n\"}{end}";
+        let nodes = self
+            .run(&["get", "nodes", "-o", &format!("jsonpath={path}")])
+            .map(|run| format!("{}{}", run.stdout, run.stderr))
+            .unwrap_or_else(|error| error.to_string());
+        let server = self.server.as_ref().map(|s| s.lines_so_far()).unwrap_or_default();
+        format!(
+            "nodes:\n{nodes}--- server ---\n{}\n{}",
+            server[server.len().saturating_sub(30)..].join("\n"),
+            self.agent_logs()
+        )
     }
 
     pub(crate) fn busybox() -> &'static str {
