@@ -170,6 +170,43 @@ async fn services_get_distinct_addresses_and_ports() -> Result<()> {
     Ok(())
 }
 
+/// `--service-node-port-range` is the one range: ports inside it are taken, ports outside
+/// are refused naming it, even the default range's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_node_port_range_is_the_range() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tls =
+        capstan_apiserver::ensure_tls(&dir.path().join("tls"), &ServingNames::standard(None, &[]))?;
+    let store =
+        capstan_store::open(&DatastoreEndpoint::Sqlite(dir.path().join("state.db")), "/registry")
+            .await?;
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = ApiServerConfig::new(listen, tls.clone(), Arc::clone(&store));
+    config.node_port_range = (20000, 20010);
+    let server = ApiServer::start(config).await?;
+    let client = Client::new(server.local_addr(), &tls)?;
+    let node_port = |name: &str, port: Option<u16>| {
+        let mut spec_port = json!({"port": 80});
+        if let Some(port) = port {
+            spec_port["nodePort"] = json!(port);
+        }
+        json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [spec_port]}})
+    };
+    let auto = client.create(node_port("auto", None)).await?;
+    let port = auto["spec"]["ports"][0]["nodePort"].as_i64().context("a node port")?;
+    assert!((20000..=20010).contains(&port), "{port}");
+    let wanted = client.create(node_port("wanted", Some(20005))).await?;
+    assert_eq!(wanted["spec"]["ports"][0]["nodePort"], 20005);
+    let (status, refused) =
+        client.call(Method::POST, SERVICES, Some(node_port("default", Some(30080)))).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["details"]["causes"][0]["field"], "spec.ports[0].nodePort");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("The range of valid ports is 20000-20010"), "{message}");
+    drop(server);
+    Ok(())
+}
+
 async fn start(store: &Arc<dyn Store>, tls: &TlsMaterial) -> Result<ApiServer> {
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     Ok(ApiServer::start(ApiServerConfig::new(listen, tls.clone(), Arc::clone(store))).await?)

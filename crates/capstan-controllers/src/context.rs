@@ -8,10 +8,13 @@ use capstan_kube::events::Recorder;
 pub struct ControllerManagerConfig {
     /// The cluster CA certificate (PEM) published as `kube-root-ca.crt` in every namespace.
     pub root_ca_pem: String,
-    /// The pods' address range, out of which node IPAM gives each node a pod CIDR.
+    /// The pods' address ranges, one per IP family, comma-separated (`10.42.0.0/16` or
+    /// `10.42.0.0/16,fd42::/56`), out of which node IPAM gives each node its pod CIDRs.
     pub cluster_cidr: String,
-    /// The prefix length of each node's pod CIDR.
-    pub node_cidr_mask_size: u8,
+    /// The prefix length of each node's IPv4 pod CIDR.
+    pub node_cidr_mask_size_ipv4: u8,
+    /// The prefix length of each node's IPv6 pod CIDR.
+    pub node_cidr_mask_size_ipv6: u8,
     /// Terminated pods beyond this many are deleted, oldest first (0: never).
     pub terminated_pod_gc_threshold: usize,
     /// How long a node's kubelet may go without renewing its Lease or posting its Ready
@@ -20,13 +23,14 @@ pub struct ControllerManagerConfig {
 }
 
 impl Default for ControllerManagerConfig {
-    /// k3s's defaults: pods in 10.42.0.0/16, a /24 per node; upstream's 12,500 terminated pods
-    /// and 50 s node monitor grace period.
+    /// k3s's defaults: pods in 10.42.0.0/16, a /24 (or an IPv6 /64) per node; upstream's
+    /// 12,500 terminated pods and 50 s node monitor grace period.
     fn default() -> Self {
         ControllerManagerConfig {
             root_ca_pem: String::new(),
             cluster_cidr: "10.42.0.0/16".into(),
-            node_cidr_mask_size: 24,
+            node_cidr_mask_size_ipv4: 24,
+            node_cidr_mask_size_ipv6: 64,
             terminated_pod_gc_threshold: 12_500,
             node_monitor_grace_period: std::time::Duration::from_secs(50),
         }

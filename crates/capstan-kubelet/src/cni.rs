@@ -1,6 +1,8 @@
 //! The pod network's CNI config: a bridge with host-local addresses from the node's pod
-//! CIDRs (`spec.podCIDRs`), masquerade for traffic leaving the cluster, hairpin mode, and
-//! the portmap plugin for hostPorts. containerd's CRI plugin picks the file up; until it
+//! CIDRs (`spec.podCIDRs`, one per IP family), hairpin mode, and the portmap plugin for
+//! hostPorts. The bridge does not masquerade (its `ipMasq` would also hide pods' addresses
+//! from pods on other nodes): the service proxy masquerades only traffic leaving the
+//! cluster CIDRs. containerd's CRI plugin picks the file up; until it
 //! exists the runtime reports NetworkReady=false and the node is not Ready.
 
 use serde_json::json;
@@ -32,7 +34,7 @@ pub fn render(bridge: &str, pod_cidrs: &[String], ipam_dir: &Path) -> String {
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",

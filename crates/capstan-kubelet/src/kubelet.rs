@@ -12,9 +12,9 @@ use std::path::PathBuf;
 pub struct KubeletConfig {
     /// The node's name (default: the host name).
     pub node_name: String,
-    /// The address the node advertises as its InternalIP (default: the address of the
-    /// interface with the default route).
-    pub node_ip: Option<IpAddr>,
+    /// The addresses the node advertises as its InternalIPs, at most one per IP family, the
+    /// primary first (default: the address of the interface with the default route).
+    pub node_ips: Vec<IpAddr>,
     /// `<data-dir>`: the kubelet keeps everything under `<data-dir>/agent`.
     pub data_dir: PathBuf,
     /// An existing CRI socket to use instead of a supervised containerd.
@@ -51,7 +51,7 @@ impl KubeletConfig {
         let pod_manifests_dir = data_dir.join("agent/pod-manifests");
         KubeletConfig {
             node_name,
-            node_ip: None,
+            node_ips: Vec::new(),
             data_dir,
             container_runtime_endpoint: None,
             cluster_ca_pem,
@@ -132,7 +132,7 @@ pub async fn run(
         tls_dir: config.agent_dir().join("tls"),
         client_ca_pem: config.cluster_ca_pem.clone(),
         node_name: config.node_name.clone(),
-        node_ips: config.node_ip.into_iter().collect(),
+        node_ips: config.node_ips.clone(),
     };
     let (address, server) =
         crate::server::serve(server, Arc::clone(&runtime), stop_rx.clone()).await?;

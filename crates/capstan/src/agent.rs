@@ -39,9 +39,10 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "CAPSTAN_NODE_NAME")]
     node_name: Option<String>,
 
-    /// The address the node advertises (default: that of the default route's interface).
-    #[arg(long)]
-    node_ip: Option<IpAddr>,
+    /// The address the node advertises (default: that of the default route's interface);
+    /// a dual-stack node gives one per IP family, comma-separated, the primary first.
+    #[arg(long, value_delimiter = ',')]
+    node_ip: Vec<IpAddr>,
 
     /// A label the node registers with, `key=value` (repeatable).
     #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -67,8 +68,8 @@ pub(crate) struct AgentArgs {
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
 
-    /// The pods' network across the cluster (the server's --cluster-cidr), for the proxy's
-    /// masquerade rules.
+    /// The pods' networks across the cluster (the server's --cluster-cidr: one, or an IPv4
+    /// and an IPv6 one), for the proxy's masquerade rules.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
 
@@ -128,7 +129,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .to_lowercase(),
     };
     let mut config = capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.clone(), ca_pem);
-    config.node_ip = args.node_ip;
+    config.node_ips = crate::node_services::node_ips(&args.node_ip)?;
     config.container_runtime_endpoint = args.container_runtime_endpoint;
     config.kubelet_port = args.kubelet_port;
     config.eviction_nodefs_percent = args.eviction_nodefs_available;
@@ -142,7 +143,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let proxy = crate::node_services::spawn_proxy(
         client.clone(),
         config.node_name.clone(),
-        crate::node_services::node_ip(args.node_ip),
+        config.node_ips.clone(),
         &args.cluster_cidr,
         args.proxy_table.clone(),
         stopped.clone(),

@@ -13,23 +13,32 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// The address this node advertises: `--node-ip`, else that of the default route.
-pub(crate) fn node_ip(configured: Option<IpAddr>) -> Option<IpAddr> {
-    configured.or_else(|| LocalHost.default_ipv4().map(IpAddr::V4))
+/// The addresses this node advertises: `--node-ip` (one, or one per IP family for a
+/// dual-stack node, the primary first), else that of the default route.
+pub(crate) fn node_ips(configured: &[IpAddr]) -> anyhow::Result<Vec<IpAddr>> {
+    match configured {
+        [] => Ok(LocalHost.default_ipv4().map(IpAddr::V4).into_iter().collect()),
+        [_] => Ok(configured.to_vec()),
+        [first, second] if first.is_ipv4() != second.is_ipv4() => Ok(configured.to_vec()),
+        _ => anyhow::bail!(
+            "--node-ip takes one address, or two of different IP families (an IPv4 and an \
+             IPv6 address for a dual-stack node); got {configured:?}"
+        ),
+    }
 }
 
 /// Runs the nftables service proxy until `stop`.
 pub(crate) fn spawn_proxy(
     client: kube::Client,
     node_name: String,
-    node_ip: Option<IpAddr>,
+    node_ips: Vec<IpAddr>,
     cluster_cidr: &str,
     table: String,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let config = capstan_proxy::ProxyConfig {
         node_name,
-        node_ips: node_ip.into_iter().collect(),
+        node_ips,
         cluster_cidrs: cluster_cidr
             .split(',')
             .map(str::to_owned)

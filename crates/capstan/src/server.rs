@@ -58,7 +58,8 @@ pub(crate) struct ServerArgs {
     #[arg(long)]
     disable_controller_manager: bool,
 
-    /// The pods' IPv4 range; each node gets a /24 of it as its pod CIDR.
+    /// The pods' ranges: one, or an IPv4 and an IPv6 one, comma-separated, for a
+    /// dual-stack cluster. Each node gets a /24 (IPv4) and a /64 (IPv6) of them.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
 
@@ -81,9 +82,9 @@ pub(crate) struct ServerArgs {
     node_name: Option<String>,
 
     /// The address this node advertises (default: that of the interface with the default
-    /// route).
-    #[arg(long)]
-    node_ip: Option<IpAddr>,
+    /// route); a dual-stack node gives one per IP family, comma-separated, the primary first.
+    #[arg(long, value_delimiter = ',')]
+    node_ip: Vec<IpAddr>,
 
     /// The kubelet API's port.
     #[arg(long, default_value_t = 10250)]
@@ -135,6 +136,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // handler in place, not the default action that kills the process mid-write.
     let shutdown = crate::signals::ShutdownSignals::install()?;
     let endpoint = args.endpoint()?;
+    let node_ips = crate::node_services::node_ips(&args.node_ip)?;
     let store = capstan_store::open(&endpoint, &args.etcd_prefix)
         .await
         .with_context(|| format!("cannot open the datastore {}", describe(&endpoint)))?;
@@ -224,25 +226,25 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_agent {
         let client =
             loopback_client(&kubeconfig).await.context("connecting the kubelet to the API")?;
-        let config = kubelet_config(&args, &tls.ca_cert);
+        let config = kubelet_config(&args, &tls.ca_cert, &node_ips);
+        let node_name = config.node_name.clone();
         let until = wait_for_stop(stopped.clone());
         components.push(tokio::spawn(async move {
             if let Err(error) = capstan_kubelet::run(client, config, until).await {
                 tracing::error!(error = %error_chain(&error), "the kubelet stopped");
             }
         }));
-        let node_ip = crate::node_services::node_ip(args.node_ip);
         let proxy_client =
             loopback_client(&kubeconfig).await.context("connecting the proxy to the API")?;
         components.push(crate::node_services::spawn_proxy(
             proxy_client,
-            kubelet_config(&args, &tls.ca_cert).node_name,
-            node_ip,
+            node_name,
+            node_ips.clone(),
             &args.cluster_cidr,
             args.proxy_table.clone(),
             stopped.clone(),
         ));
-        match node_ip {
+        match node_ips.first().copied() {
             Some(ip) => {
                 let dns_client =
                     loopback_client(&kubeconfig).await.context("connecting the DNS to the API")?;
@@ -275,14 +277,18 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// The kubelet of this server's own node.
-fn kubelet_config(args: &ServerArgs, ca_pem: &str) -> capstan_kubelet::KubeletConfig {
+fn kubelet_config(
+    args: &ServerArgs,
+    ca_pem: &str,
+    node_ips: &[IpAddr],
+) -> capstan_kubelet::KubeletConfig {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_lowercase())
         .unwrap_or_else(|_| "capstan".into());
     let name = args.node_name.clone().unwrap_or(hostname);
     let mut config =
         capstan_kubelet::KubeletConfig::new(name, args.data_dir.clone(), ca_pem.to_owned());
-    config.node_ip = args.node_ip;
+    config.node_ips = node_ips.to_vec();
     config.kubelet_port = args.kubelet_port;
     config.eviction_nodefs_percent = args.eviction_nodefs_available;
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();

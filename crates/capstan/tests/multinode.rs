@@ -236,3 +236,172 @@ spec:
     );
     Ok(())
 }
+
+/// A dual-stack cluster of two nodes: every pod gets an IPv4 and an IPv6 address from its
+/// node's two pod CIDRs, pods on different nodes reach each other over both families and
+/// see each other's own addresses (no masquerade inside the cluster), traffic leaving the
+/// cluster is masqueraded to the node's address, and a RequireDualStack Service answers on
+/// both of its cluster IPs and in DNS as A and AAAA.
+#[test]
+fn dual_stack_pods_and_services_across_nodes() -> Result<()> {
+    let cluster = MultiNode::start_dual_stack(1, 1)?;
+    let cidrs = cluster.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.podCIDRs}{\"\\n\"}{end}",
+    ])?;
+    for line in cidrs.lines() {
+        ensure!(line.contains('.') && line.contains(':'), "a node without two pod CIDRs: {cidrs}");
+    }
+    // Each replica serves its name, and a CGI script printing the address it was reached from.
+    let script = "mkdir -p /tmp/www/cgi-bin; hostname > /tmp/www/index.html; \
+                  printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' \
+                  > /tmp/www/cgi-bin/peer; chmod +x /tmp/www/cgi-bin/peer; \
+                  exec httpd -f -p 80 -h /tmp/www";
+    let manifest = cluster.manifest(
+        "web.yaml",
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: kubernetes.io/hostname
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector: {{matchLabels: {{app: web}}}}
+      containers:
+      - name: web
+        image: {image}
+        command: [sh, -c, {script:?}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  selector: {{app: web}}
+  ports: [{{port: 80}}]
+"#,
+            image = MultiNode::busybox()
+        ),
+    )?;
+    cluster.ok(&["apply", "-f", &manifest])?;
+    cluster.wait_until(Duration::from_secs(90), "2 ready replicas", || {
+        Ok(cluster.ok(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"])?
+            == "2")
+    })?;
+    let rows = cluster.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIPs[*].ip}{\"\\n\"}{end}",
+    ])?;
+    // name, node, IPv4, IPv6.
+    let pods: Vec<Vec<&str>> = rows.lines().map(|l| l.split_whitespace().collect()).collect();
+    ensure!(
+        pods.len() == 2 && pods[0][1] != pods[1][1],
+        "the replicas are not on two nodes: {rows}"
+    );
+    for pod in &pods {
+        ensure!(
+            pod.len() == 4 && pod[2].contains('.') && pod[3].contains(':'),
+            "a pod without an IPv4 and an IPv6 address (in that order): {rows}"
+        );
+    }
+    let exec = |pod: &str, url: &str| cluster.ok(&["exec", pod, "--", "wget", "-qO-", url]);
+    for (from, to) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
+        for (address, url_host) in [(to[2], to[2].to_owned()), (to[3], format!("[{}]", to[3]))] {
+            let name = exec(from[0], &format!("http://{url_host}/index.html"))?;
+            ensure!(name.trim() == to[0], "{} → {address}: {name:?}", from[0]);
+            // The server saw the client pod's own address of that family: no masquerade.
+            let peer = exec(from[0], &format!("http://{url_host}/cgi-bin/peer"))?;
+            let own = if address.contains(':') { from[3] } else { from[2] };
+            ensure!(
+                peer.contains(own),
+                "{} → {address} arrived from {peer:?}, not from the pod's {own}",
+                from[0]
+            );
+        }
+    }
+    // From the host (the server's node) to the pod on the agent, over IPv6.
+    let remote = pods.iter().find(|p| p[1] != cluster.server_node).map(|p| (p[0], p[3]));
+    let (remote_name, remote_v6) = remote.unwrap_or_default();
+    let body = std::process::Command::new("curl")
+        .args(["-s", "-g", "-m", "5", &format!("http://[{remote_v6}]/index.html")])
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&body.stdout).trim() == remote_name,
+        "host → {remote_name} ({remote_v6}): {body:?}"
+    );
+
+    // Traffic leaving the cluster is masqueraded to the node's address: a listener on the
+    // host's bridge address (outside every pod CIDR) sees the agent's address, not the pod's.
+    let on_agent = pods.iter().find(|p| p[1] != cluster.server_node).map(|p| p[0]);
+    let on_agent = on_agent.unwrap_or_default();
+    for (listen, expected) in [
+        (cluster.bridge_ip(false), cluster.agents[0].ip.clone()),
+        (cluster.bridge_ip(true), cluster.agents[0].ip6.clone()),
+    ] {
+        let listener = std::net::TcpListener::bind((listen, 0))?;
+        let url = format!("http://{}/", listener.local_addr()?);
+        let accepted = std::thread::spawn(move || -> Result<std::net::IpAddr> {
+            let (mut stream, peer) = listener.accept()?;
+            use std::io::Write;
+            stream.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")?;
+            Ok(peer.ip())
+        });
+        exec(on_agent, &url)?;
+        let peer = accepted.join().map_err(|_| anyhow::anyhow!("the listener panicked"))??;
+        ensure!(peer.to_string() == expected, "{url} was reached from {peer}, not from {expected}");
+    }
+
+    // The dual-stack Service: both cluster IPs reach both replicas, and DNS answers both.
+    let ips = cluster.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIPs[*]}"])?;
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    ensure!(ips.len() == 2 && ips[1].contains(':'), "cluster IPs {ips:?}");
+    let names: std::collections::BTreeSet<&str> = pods.iter().map(|p| p[0]).collect();
+    for url_host in [ips[0].to_owned(), format!("[{}]", ips[1])] {
+        let mut seen = std::collections::BTreeSet::new();
+        cluster.wait_until(
+            Duration::from_secs(30),
+            &format!("{url_host} to reach both replicas from a pod"),
+            || {
+                let run = cluster.run(&[
+                    "exec",
+                    on_agent,
+                    "--",
+                    "wget",
+                    "-qO-",
+                    &format!("http://{url_host}/index.html"),
+                ])?;
+                seen.insert(run.stdout.trim().to_owned());
+                Ok(names.iter().all(|n| seen.contains(*n)))
+            },
+        )?;
+    }
+    for (record, ip) in [("A", ips[0]), ("AAAA", ips[1])] {
+        cluster.wait_until(Duration::from_secs(30), &format!("the {record} record"), || {
+            let run = cluster.run(&[
+                "exec",
+                on_agent,
+                "--",
+                "nslookup",
+                &format!("-type={record}"),
+                "web.default.svc.cluster.local",
+            ])?;
+            Ok(run.stdout.contains(ip))
+        })?;
+    }
+    Ok(())
+}

@@ -279,12 +279,16 @@ async fn post_status(
             .unwrap_or_default(),
     };
     let images = runtime.list_images().await.ok().map(status::node_images);
-    let internal_ip = config.node_ip.or_else(|| host.default_ipv4().map(IpAddr::V4));
+    let internal_ips = if config.node_ips.is_empty() {
+        host.default_ipv4().map(IpAddr::V4).into_iter().collect()
+    } else {
+        config.node_ips.clone()
+    };
     let previous = current_status.conditions.unwrap_or_default();
     let parts = status::StatusParts {
         resources: observation.resources,
         conditions: status::next_conditions(&previous, &observation.conditions, Timestamp::now()),
-        addresses: status::addresses(internal_ip, name),
+        addresses: status::addresses(&internal_ips, name),
         node_info: status::node_info(&host.identity(), &runtime_version),
         images: Vec::new(),
         kubelet_port: config.kubelet_port,

@@ -373,10 +373,10 @@ pub(crate) fn node_info(identity: &SystemIdentity, runtime: &(String, String)) -
 }
 
 /// `status.addresses`: the InternalIP (when known) and the Hostname, which is the node name.
-pub(crate) fn addresses(internal_ip: Option<IpAddr>, node_name: &str) -> Vec<NodeAddress> {
-    internal_ip
+pub(crate) fn addresses(internal_ips: &[IpAddr], node_name: &str) -> Vec<NodeAddress> {
+    internal_ips
+        .iter()
         .map(|ip| NodeAddress { type_: "InternalIP".to_owned(), address: ip.to_string() })
-        .into_iter()
         .chain([NodeAddress { type_: "Hostname".to_owned(), address: node_name.to_owned() }])
         .collect()
 }
@@ -711,7 +711,7 @@ mod tests {
                 pods: 110,
             },
             conditions: Vec::new(),
-            addresses: addresses(Some(IpAddr::from([192, 0, 2, 10])), "n1"),
+            addresses: addresses(&[IpAddr::from([192, 0, 2, 10])], "n1"),
             node_info: node_info(&identity, &("containerd".into(), "1.6.20".into())),
             images: Vec::new(),
             kubelet_port: 10250,

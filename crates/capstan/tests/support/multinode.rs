@@ -17,6 +17,8 @@ pub(crate) struct Agent {
     pub(crate) name: String,
     pub(crate) netns: String,
     pub(crate) ip: String,
+    /// The IPv6 address of a dual-stack harness's agent (empty otherwise).
+    pub(crate) ip6: String,
     pub(crate) socket: PathBuf,
     child: Child,
 }
@@ -27,6 +29,8 @@ pub(crate) struct MultiNode {
     pub(crate) server_socket: PathBuf,
     pub(crate) agents: Vec<Agent>,
     bridge: String,
+    /// The bridge's addresses (the server's node's), IPv4 and, dual-stack, IPv6.
+    bridge_ips: (std::net::IpAddr, Option<std::net::IpAddr>),
     cni_bridge: String,
     table: String,
 }
@@ -67,10 +71,22 @@ impl MultiNode {
     /// The server's node plus `agents` more, all Ready. `slot` (0–9) keeps concurrent tests'
     /// addresses apart.
     pub(crate) fn start(agents: usize, slot: u32) -> Result<Self> {
+        MultiNode::launch(agents, slot, false)
+    }
+
+    /// As [`MultiNode::start`], dual-stack: nodes with an IPv4 and an IPv6 address, pods
+    /// with an address of each family, and an IPv6 service range beside the IPv4 one.
+    pub(crate) fn start_dual_stack(agents: usize, slot: u32) -> Result<Self> {
+        MultiNode::launch(agents, slot, true)
+    }
+
+    fn launch(agents: usize, slot: u32, dual_stack: bool) -> Result<Self> {
         let tag = (std::process::id() % 1000) * 10 + slot;
         // 198.18.0.0/15 is set aside for benchmarking networks (RFC 2544): no real network a
         // test machine sits on uses it, so the nodes' subnet never shadows the host's own.
         let subnet = format!("198.18.{}", tag % 250);
+        // ULA space of the tag's own (addresses added `nodad`, so usable at once).
+        let subnet6 = format!("fdcc:0:{tag:x}:");
         let bridge = format!("capb{tag}");
         let cni_bridge = format!("capc{tag}");
         let dir = tempfile::Builder::new().prefix("capm").tempdir_in("/tmp")?;
@@ -81,10 +97,17 @@ impl MultiNode {
             server_socket: PathBuf::new(),
             agents: Vec::new(),
             bridge: bridge.clone(),
+            bridge_ips: (
+                format!("{subnet}.1").parse()?,
+                dual_stack.then(|| format!("{subnet6}:1").parse()).transpose()?,
+            ),
             cni_bridge: cni_bridge.clone(),
             table: format!("capm{tag}"),
         };
         sh("ip", &["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge])?;
+        if dual_stack {
+            sh("ip", &["addr", "add", &format!("{subnet6}:1/64"), "dev", &bridge, "nodad"])?;
+        }
         sh("ip", &["link", "set", &bridge, "up"])?;
 
         let root = harness.cluster.dir.path().to_owned();
@@ -103,13 +126,23 @@ impl MultiNode {
                 args[i + 1] = value.to_owned();
             }
         }
-        let cidr = format!("10.{}.0.0/16", 150 + tag % 40);
+        let v4_cidr = format!("10.{}.0.0/16", 150 + tag % 40);
+        let v4_services = format!("10.{}.0.0/16", 60 + tag % 40);
+        let (cidr, service_cidr, server_ips) = if dual_stack {
+            (
+                format!("{v4_cidr},fd42:0:{tag:x}::/56"),
+                format!("{v4_services},fd43:0:{tag:x}::/112"),
+                format!("{subnet}.1,{subnet6}:1"),
+            )
+        } else {
+            (v4_cidr, v4_services, format!("{subnet}.1"))
+        };
         args.extend(
             [
                 "--node-name",
                 &harness.server_node,
                 "--node-ip",
-                &format!("{subnet}.1"),
+                &server_ips,
                 "--kubelet-port",
                 &kubelet_port,
                 "--cni-bridge",
@@ -119,7 +152,7 @@ impl MultiNode {
                 "--eviction-nodefs-available",
                 "1",
                 "--service-cidr",
-                &format!("10.{}.0.0/16", 60 + tag % 40),
+                &service_cidr,
                 "--proxy-table",
                 &format!("capm{tag}"),
                 "--cluster-dns-port",
@@ -154,6 +187,33 @@ impl MultiNode {
             sh("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
             sh("ip", &["-n", &netns, "route", "add", "default", "via", &format!("{subnet}.1")])?;
             sh("ip", &["netns", "exec", &netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            let mut node_ips = ip.clone();
+            let mut ip6 = String::new();
+            if dual_stack {
+                ip6 = format!("{subnet6}:{}", i + 2);
+                sh(
+                    "ip",
+                    &["-n", &netns, "addr", "add", &format!("{ip6}/64"), "dev", "eth0", "nodad"],
+                )?;
+                sh(
+                    "ip",
+                    &[
+                        "-n",
+                        &netns,
+                        "-6",
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        &format!("{subnet6}:1"),
+                    ],
+                )?;
+                sh(
+                    "ip",
+                    &["netns", "exec", &netns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+                )?;
+                node_ips = format!("{ip},{ip6}");
+            }
             let agent_dir = root.join(&name);
             build_busybox(&agent_dir)?;
             let child = Command::new("nsenter")
@@ -167,7 +227,7 @@ impl MultiNode {
                     "--node-name",
                     &name,
                     "--node-ip",
-                    &ip,
+                    &node_ips,
                     "--eviction-nodefs-available",
                     "1",
                     "--cluster-cidr",
@@ -183,7 +243,7 @@ impl MultiNode {
                 .stderr(std::fs::File::create(root.join(format!("{name}.log")))?)
                 .spawn()?;
             let socket = agent_dir.join("agent/run/containerd/containerd.sock");
-            harness.agents.push(Agent { name, netns, ip, socket, child });
+            harness.agents.push(Agent { name, netns, ip, ip6, socket, child });
         }
         let nodes: Vec<String> = std::iter::once(harness.server_node.clone())
             .chain(harness.agents.iter().map(|a| a.name.clone()))
@@ -255,6 +315,14 @@ impl MultiNode {
         )
     }
 
+    /// The address of the server's node on the bridge, of one family.
+    pub(crate) fn bridge_ip(&self, v6: bool) -> std::net::IpAddr {
+        match self.bridge_ips {
+            (_, Some(v6_ip)) if v6 => v6_ip,
+            (v4_ip, _) => v4_ip,
+        }
+    }
+
     pub(crate) fn busybox() -> &'static str {
         BUSYBOX
     }
@@ -293,9 +361,11 @@ impl Drop for MultiNode {
             .args(["link", "delete", &self.cni_bridge])
             .stderr(Stdio::null())
             .status();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }

@@ -508,7 +508,7 @@ fn services() {
     for (object, fields) in cases {
         check_invalid("v1", "Service", object, &fields);
     }
-    let node_port = json!({"metadata": {"name": "np", "namespace": "d"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+    let node_port = json!({"metadata": {"name": "np", "namespace": "d"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 70000}]}});
     check_invalid("v1", "Service", node_port, &["spec.ports[0].nodePort"]);
     check_invalid(
         "v1",
