@@ -244,26 +244,39 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.proxy_table.clone(),
             stopped.clone(),
         ));
-        match node_ips.first().copied() {
-            Some(ip) => {
-                let dns_client =
-                    loopback_client(&kubeconfig).await.context("connecting the DNS to the API")?;
-                let service_ip = crate::node_services::dns_service_ip(
-                    args.service_cidr.first().map(String::as_str).unwrap_or("10.43.0.0/16"),
-                )?;
-                let listen = SocketAddr::new(ip, args.cluster_dns_port);
-                components.push(
-                    crate::node_services::spawn_dns(
-                        dns_client,
-                        listen,
-                        service_ip,
-                        stopped.clone(),
-                    )
-                    .await?,
-                );
+    }
+    // The cluster DNS listens where pods can reach it: on this server's node, or for a
+    // control-plane-only server on the address it serves the API on (agents reach that one).
+    let dns_ip = match (args.disable_agent, args.bind_address) {
+        (false, _) => node_ips.first().copied(),
+        (true, bind) if bind.is_loopback() => None,
+        (true, bind) if bind.is_unspecified() => node_ips.first().copied(),
+        (true, bind) => Some(bind),
+    };
+    match dns_ip {
+        Some(ip) => {
+            let dns_client =
+                loopback_client(&kubeconfig).await.context("connecting the DNS to the API")?;
+            let service_ip = crate::node_services::dns_service_ip(
+                args.service_cidr.first().map(String::as_str).unwrap_or("10.43.0.0/16"),
+            )?;
+            let listen = SocketAddr::new(ip, args.cluster_dns_port);
+            match crate::node_services::spawn_dns(dns_client, listen, service_ip, stopped.clone())
+                .await
+            {
+                Ok(dns) => components.push(dns),
+                // The rest of the cluster works without it; say why names will not resolve.
+                Err(error) => tracing::error!(
+                    %listen,
+                    error = format!("{error:#}"),
+                    "the cluster DNS cannot start: pods will not resolve Service names"
+                ),
             }
-            None => tracing::warn!("no node address known (give --node-ip): no cluster DNS"),
         }
+        None => tracing::warn!(
+            "no address pods can reach is known (give --node-ip, or a non-loopback \
+             --bind-address): no cluster DNS"
+        ),
     }
     shutdown.wait().await;
     let _ = stop_components.send(true);
