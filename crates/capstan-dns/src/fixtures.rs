@@ -1,4 +1,5 @@
-//! Services and EndpointSlices shared by the unit tests.
+//! Services and EndpointSlices shared by the unit tests, and a random generator for the
+//! fuzz-style ones.
 
 use crate::records::Records;
 use k8s_openapi::api::core::v1::Service;
@@ -54,4 +55,49 @@ pub(crate) fn slices() -> Vec<EndpointSlice> {
 
 pub(crate) fn records() -> Records {
     Records::build("cluster.local", 5, &services(), &slices()).with_serial(42)
+}
+
+/// splitmix64: a small deterministic generator, so that a failing input reproduces.
+pub(crate) struct Random(pub(crate) u64);
+
+impl Random {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `bound` (which must not be 0).
+    pub(crate) fn below(&mut self, bound: usize) -> usize {
+        usize::try_from(self.next() % u64::try_from(bound).unwrap()).unwrap()
+    }
+
+    pub(crate) fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
+    }
+
+    /// `bytes` with one to four random edits: cut short, a byte replaced, a compression
+    /// pointer planted, a byte inserted.
+    pub(crate) fn mutate(&mut self, bytes: &mut Vec<u8>) {
+        for _ in 0..=self.below(4) {
+            match self.below(4) {
+                0 => bytes.truncate(self.below(bytes.len() + 1)),
+                1 if !bytes.is_empty() => {
+                    let at = self.below(bytes.len());
+                    bytes[at] = self.byte();
+                }
+                2 if !bytes.is_empty() => {
+                    // Pointers are what a parser most easily gets wrong.
+                    let at = self.below(bytes.len());
+                    bytes[at] = 0xC0 | (self.byte() & 0x01);
+                }
+                _ => {
+                    let at = self.below(bytes.len() + 1);
+                    bytes.insert(at, self.byte());
+                }
+            }
+        }
+    }
 }

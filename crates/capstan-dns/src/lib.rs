@@ -8,6 +8,8 @@
 //!   channel; [`forward`] relays other names upstream.
 //! - [`source`]: kube-rs reflectors of Services and EndpointSlices feeding that channel, and
 //!   [`run`], the whole server as `capstan server` starts it.
+//! - [`wire`]: the DNS wire format (messages, names with compression, records, EDNS0), our
+//!   own so that the binary carries no DNS library.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod records;
 pub mod resolv_conf;
 pub mod server;
 pub mod source;
+pub mod wire;
 
 pub use answer::{Resolution, answer};
 pub use error::DnsError;

@@ -6,8 +6,7 @@
 //! zone apex is present too (possibly with no data), so that an empty non-terminal such as
 //! `<ns>.svc.<zone>` answers NODATA rather than NXDOMAIN.
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SRV, TXT};
-use hickory_proto::rr::{Name, RData};
+use crate::wire::{Name, RData};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use std::collections::HashMap;
@@ -58,7 +57,7 @@ impl Records {
         let zone = records.zone.clone();
         records.touch(&format!("svc.{zone}"));
         records.touch(&format!("pod.{zone}"));
-        let version = RData::TXT(TXT::new(vec![SCHEMA_VERSION.to_owned()]));
+        let version = RData::Txt(vec![SCHEMA_VERSION.as_bytes().to_vec()]);
         records.insert(&format!("dns-version.{zone}"), version);
         for service in services {
             let (Some(namespace), Some(name)) =
@@ -123,7 +122,7 @@ impl Records {
         };
         if spec.type_.as_deref() == Some("ExternalName") {
             if let Some(target) = spec.external_name.as_deref().and_then(fqdn) {
-                self.insert(&base, RData::CNAME(CNAME(target)));
+                self.insert(&base, RData::Cname(target));
             }
             return;
         }
@@ -140,7 +139,7 @@ impl Records {
         }
         for ip in cluster_ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
             self.insert(&base, address(ip));
-            self.insert(&reverse_name(ip), RData::PTR(PTR(base_name.clone())));
+            self.insert(&reverse_name(ip), RData::Ptr(base_name.clone()));
         }
         for port in spec.ports.iter().flatten() {
             let (Some(port_name), Ok(number)) = (port.name.as_deref(), u16::try_from(port.port))
@@ -152,7 +151,7 @@ impl Records {
             }
             let protocol = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
             let owner = format!("_{}._{protocol}.{base}", port_name.to_ascii_lowercase());
-            self.insert(&owner, RData::SRV(SRV::new(0, 100, number, base_name.clone())));
+            self.insert(&owner, srv(number, base_name.clone()));
         }
     }
 
@@ -175,7 +174,7 @@ impl Records {
                 };
                 self.insert(base, address(ip));
                 self.insert(&owner, address(ip));
-                self.insert(&reverse_name(ip), RData::PTR(PTR(owner_name.clone())));
+                self.insert(&reverse_name(ip), RData::Ptr(owner_name.clone()));
                 for port in slice.ports.iter().flatten() {
                     let (Some(port_name), Some(Ok(number))) =
                         (port.name.as_deref(), port.port.map(u16::try_from))
@@ -186,8 +185,9 @@ impl Records {
                         continue;
                     }
                     let protocol = port.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-                    let srv = format!("_{}._{protocol}.{base}", port_name.to_ascii_lowercase());
-                    self.insert(&srv, RData::SRV(SRV::new(0, 100, number, owner_name.clone())));
+                    let srv_owner =
+                        format!("_{}._{protocol}.{base}", port_name.to_ascii_lowercase());
+                    self.insert(&srv_owner, srv(number, owner_name.clone()));
                 }
             }
         }
@@ -231,7 +231,7 @@ pub(crate) fn normalize(name: &str) -> String {
 
 /// A fully qualified name for a dotless name string.
 pub(crate) fn fqdn(name: &str) -> Option<Name> {
-    Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).ok()
+    Name::from_ascii(&format!("{}.", name.trim_end_matches('.'))).ok()
 }
 
 /// An endpoint is ready when its condition says so or says nothing (the API's reading of an
@@ -242,9 +242,14 @@ fn ready(endpoint: &Endpoint) -> bool {
 
 fn address(ip: IpAddr) -> RData {
     match ip {
-        IpAddr::V4(ip) => RData::A(A(ip)),
-        IpAddr::V6(ip) => RData::AAAA(AAAA(ip)),
+        IpAddr::V4(ip) => RData::A(ip),
+        IpAddr::V6(ip) => RData::Aaaa(ip),
     }
+}
+
+/// An SRV record's data: every target has priority 0 and weight 100.
+fn srv(port: u16, target: Name) -> RData {
+    RData::Srv { priority: 0, weight: 100, port, target }
 }
 
 /// The address written with dashes, as a DNS label: `10-0-0-1`, `fd00--1`.

@@ -10,8 +10,8 @@ use crate::answer::{self, CLASSIC_UDP_PAYLOAD, Resolution};
 use crate::error::DnsError;
 use crate::forward::Forwarder;
 use crate::records::Records;
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::Name;
+use crate::wire::{Header, MAX_MESSAGE, Message, Name, Opcode, Question, Rcode};
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +29,6 @@ const MAX_TCP_CONNECTIONS: usize = 256;
 
 /// How long a TCP connection may sit idle between queries (RFC 7766 suggests seconds).
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The largest DNS message.
-const MAX_MESSAGE: usize = 65535;
 
 /// Bound sockets, not yet serving.
 #[derive(Debug)]
@@ -204,14 +201,14 @@ impl Handler {
     /// The answer to one message in wire format, or `None` when nothing must be sent (the
     /// message was itself a response, or too short to carry an ID).
     async fn handle(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let query = match Message::from_vec(bytes) {
+        let query = match Message::parse(bytes) {
             Ok(query) => query,
             Err(error) => {
                 tracing::debug!(%error, "dns: malformed query");
                 return format_error(bytes);
             }
         };
-        if query.metadata.message_type == MessageType::Response {
+        if query.header.response {
             return None;
         }
         let limit = size_limit(&query, transport);
@@ -221,7 +218,7 @@ impl Handler {
             Resolution::Chase { response, target } => self.chase(&query, response, target).await,
             Resolution::Forward => match self.forwarder.forward(bytes).await {
                 Ok(upstream) if upstream.len() <= limit => return Some(upstream),
-                Ok(upstream) => match Message::from_vec(&upstream) {
+                Ok(upstream) => match Message::parse(&upstream) {
                     Ok(upstream) => upstream,
                     Err(_) => answer::server_failure(&query),
                 },
@@ -238,21 +235,23 @@ impl Handler {
     /// the CNAME's target. When upstream fails the CNAME alone goes back; the client's own
     /// resolver may then follow it.
     async fn chase(&self, query: &Message, mut response: Message, target: Name) -> Message {
-        let Some(question) = query.queries.first() else {
+        let Some(question) = query.questions.first() else {
             return response;
         };
-        let mut upstream_query = Message::query();
-        upstream_query.metadata.recursion_desired = true;
-        upstream_query.add_query(Query::query(target, question.query_type()));
-        let Ok(bytes) = upstream_query.to_vec() else {
+        let upstream_query = Message {
+            header: Header { id: random_id(), recursion_desired: true, ..Header::default() },
+            questions: vec![Question::new(target, question.qtype)],
+            ..Message::default()
+        };
+        let Ok(bytes) = upstream_query.encode() else {
             return response;
         };
-        match self.forwarder.forward(&bytes).await.map(|answer| Message::from_vec(&answer)) {
+        match self.forwarder.forward(&bytes).await.map(|answer| Message::parse(&answer)) {
             Ok(Ok(upstream)) => {
-                if upstream.metadata.response_code == ResponseCode::NXDomain {
-                    response.metadata.response_code = ResponseCode::NXDomain;
+                if upstream.header.rcode == Rcode::NXDOMAIN {
+                    response.header.rcode = Rcode::NXDOMAIN;
                 }
-                response.add_answers(upstream.answers);
+                response.answers.extend(upstream.answers);
             }
             Ok(Err(error)) => tracing::debug!(%error, "dns: malformed upstream answer"),
             Err(error) => tracing::debug!(%error, "dns: cannot resolve a cname target"),
@@ -267,8 +266,7 @@ fn size_limit(query: &Message, transport: Transport) -> usize {
     match transport {
         Transport::Tcp => MAX_MESSAGE,
         Transport::Udp => {
-            let announced =
-                query.edns.as_ref().map_or(CLASSIC_UDP_PAYLOAD, |edns| edns.max_payload());
+            let announced = query.edns.as_ref().map_or(CLASSIC_UDP_PAYLOAD, |edns| edns.payload);
             usize::from(announced.max(CLASSIC_UDP_PAYLOAD))
         }
     }
@@ -277,12 +275,12 @@ fn size_limit(query: &Message, transport: Transport) -> usize {
 /// `response` in wire format, cut to its question (and OPT record) with the TC bit set when
 /// it exceeds `limit`.
 fn encode(query: &Message, response: &Message, limit: usize) -> Option<Vec<u8>> {
-    let encoded = match response.to_vec() {
+    let encoded = match response.encode() {
         Ok(encoded) if encoded.len() <= limit => return Some(encoded),
-        Ok(_) => response.truncate().to_vec(),
+        Ok(_) => response.truncated().encode(),
         Err(error) => {
             tracing::debug!(%error, "dns: cannot encode an answer");
-            answer::server_failure(query).to_vec()
+            answer::server_failure(query).encode()
         }
     };
     encoded.ok()
@@ -294,6 +292,78 @@ fn format_error(bytes: &[u8]) -> Option<Vec<u8>> {
     if header[2] & 0x80 != 0 {
         return None;
     }
-    let id = u16::from_be_bytes([header[0], header[1]]);
-    Message::error_msg(id, OpCode::Query, ResponseCode::FormErr).to_vec().ok()
+    let header = Header {
+        id: u16::from_be_bytes([header[0], header[1]]),
+        response: true,
+        opcode: Opcode::QUERY,
+        rcode: Rcode::FORMERR,
+        ..Header::default()
+    };
+    Message { header, ..Message::default() }.encode().ok()
+}
+
+/// An unpredictable ID for a query of our own (RFC 5452): std's hasher keys are random per
+/// process and differ for every `RandomState`.
+fn random_id() -> u16 {
+    let [low, high, ..] = RandomState::new().hash_one(std::time::SystemTime::now()).to_le_bytes();
+    u16::from_le_bytes([low, high])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, Random};
+    use crate::wire::{Edns, RecordType};
+
+    fn handler() -> Handler {
+        let (_, records) = watch::channel(Arc::new(fixtures::records()));
+        Handler { records, forwarder: Forwarder::new(Vec::new()) }
+    }
+
+    #[test]
+    fn format_errors_carry_the_id() {
+        // A question count without a question.
+        let answer = format_error(&[0xAB, 0xCD, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+        let header =
+            Header { id: 0xABCD, response: true, rcode: Rcode::FORMERR, ..Header::default() };
+        assert_eq!(Message::parse(&answer).map(|m| m.header), Ok(header));
+        // Responses and fragments of headers get nothing.
+        assert_eq!(format_error(&[0xAB, 0xCD, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(format_error(&[0xAB, 0xCD, 1]), None);
+    }
+
+    /// Whatever arrives, the handler does not panic, and what it sends is a response that
+    /// parses, carries the query's ID and fits a UDP payload.
+    #[tokio::test]
+    async fn mutated_queries_get_sane_answers() {
+        let handler = handler();
+        let name = Name::from_ascii("_pg._tcp.db.prod.svc.cluster.local").unwrap();
+        let mut query = Message {
+            header: Header { id: 0x0102, recursion_desired: true, ..Header::default() },
+            questions: vec![Question::new(name, RecordType::SRV)],
+            edns: Some(Edns::new(1232)),
+            ..Message::default()
+        };
+        let with_edns = query.encode().unwrap();
+        query.edns = None;
+        let classic = query.encode().unwrap();
+        let mut random = Random(0xC0FFEE);
+        let mut answered = 0;
+        for round in 0..20_000 {
+            let mut bytes = if round % 2 == 0 { with_edns.clone() } else { classic.clone() };
+            random.mutate(&mut bytes);
+            let Some(answer) = handler.handle(&bytes, Transport::Udp).await else {
+                continue;
+            };
+            answered += 1;
+            let parsed = Message::parse(&answer).unwrap();
+            assert!(parsed.header.response);
+            assert_eq!(answer[..2], bytes[..2]);
+            let limit = Message::parse(&bytes).map_or(usize::from(CLASSIC_UDP_PAYLOAD), |query| {
+                size_limit(&query, Transport::Udp)
+            });
+            assert!(answer.len() <= limit, "{bytes:02x?}");
+        }
+        assert!(answered > 10_000, "only {answered} answers");
+    }
 }

@@ -93,13 +93,21 @@ pub async fn feed(
         watcher::watcher(Api::<EndpointSlice>::all(client), watcher::Config::default())
             .default_backoff(),
     );
-    let service_watch = service_events.for_each(|event| note(event, &changed, "services"));
-    let slice_watch = slice_events.for_each(|event| note(event, &changed, "endpointslices"));
+    // Plain `ready` futures: a closure returning a future that borrows `changed` would make
+    // this future not `Send` (the borrow's lifetime would have to be higher-ranked).
+    let service_watch = service_events.for_each(|event| {
+        note(event, &changed, "services");
+        std::future::ready(())
+    });
+    let slice_watch = slice_events.for_each(|event| {
+        note(event, &changed, "endpointslices");
+        std::future::ready(())
+    });
     let rebuild = rebuild(&zone, ttl, &services, &slices, &changed, &sender);
     tokio::join!(service_watch, slice_watch, rebuild);
 }
 
-async fn note<K>(event: Result<K, watcher::Error>, changed: &Notify, kind: &str) {
+fn note<K>(event: Result<K, watcher::Error>, changed: &Notify, kind: &str) {
     match event {
         // A permit is stored when no rebuild is waiting, so no change goes unseen.
         Ok(_) => changed.notify_one(),
@@ -136,5 +144,20 @@ async fn rebuild(
         serial = serial.wrapping_add(1);
         changed.notified().await;
         tokio::time::sleep(REBUILD_DELAY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles only while [`run`]'s future is `Send`: `capstan server` spawns it on its
+    /// multi-threaded runtime.
+    fn _run_is_send(
+        client: kube::Client,
+        config: DnsConfig,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<(), DnsError>> + Send {
+        run(client, config, stop)
     }
 }

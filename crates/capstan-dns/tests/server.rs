@@ -6,15 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use capstan_dns::forward::Forwarder;
+use capstan_dns::wire::{Edns, Header, Message, Name, Question, RData, Rcode, Record, RecordType};
 use capstan_dns::{Records, Server};
-use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -66,36 +65,39 @@ fn records(big: &[u8]) -> Records {
     Records::build("cluster.local", 5, &services, [&slice])
 }
 
+/// A query with an ID of its own, with an OPT record announcing `payload` when given.
 fn query(name: &str, qtype: RecordType, payload: Option<u16>) -> Message {
-    let mut query = Message::query();
-    query.metadata.recursion_desired = true;
-    query.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    if let Some(payload) = payload {
-        let mut edns = Edns::new();
-        edns.set_max_payload(payload);
-        query.set_edns(edns);
+    static NEXT_ID: AtomicU16 = AtomicU16::new(1);
+    Message {
+        header: Header {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            recursion_desired: true,
+            ..Header::default()
+        },
+        questions: vec![Question::new(Name::from_ascii(name).unwrap(), qtype)],
+        edns: payload.map(Edns::new),
+        ..Message::default()
     }
-    query
 }
 
 async fn ask_udp(server: SocketAddr, query: &Message) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    socket.send_to(&query.to_vec().unwrap(), server).await.unwrap();
+    socket.send_to(&query.encode().unwrap(), server).await.unwrap();
     let mut buffer = vec![0; 65535];
     let len = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buffer))
         .await
         .unwrap()
         .unwrap();
-    let answer = Message::from_vec(&buffer[..len]).unwrap();
-    assert_eq!(answer.metadata.id, query.metadata.id);
+    let answer = Message::parse(&buffer[..len]).unwrap();
+    assert_eq!(answer.header.id, query.header.id);
     answer
 }
 
 async fn ask_tcp(server: SocketAddr, query: &Message) -> Message {
     let mut stream = TcpStream::connect(server).await.unwrap();
-    write_framed(&mut stream, &query.to_vec().unwrap()).await;
-    let answer = Message::from_vec(&read_framed(&mut stream).await).unwrap();
-    assert_eq!(answer.metadata.id, query.metadata.id);
+    write_framed(&mut stream, &query.encode().unwrap()).await;
+    let answer = Message::parse(&read_framed(&mut stream).await).unwrap();
+    assert_eq!(answer.header.id, query.header.id);
     answer
 }
 
@@ -118,19 +120,22 @@ fn addresses(message: &Message) -> Vec<String> {
 
 /// An answer to `query` with `count` A records (192.0.2.x), as a fake upstream gives it.
 fn upstream_answer(query: &Message, count: u8) -> Message {
-    let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
-    answer.metadata.recursion_desired = true;
-    answer.metadata.recursion_available = true;
-    answer.add_queries(query.queries.iter().cloned());
-    let name = query.queries[0].name().clone();
-    for n in 0..count {
-        answer.add_answer(Record::from_rdata(
-            name.clone(),
-            60,
-            RData::A(A(Ipv4Addr::new(192, 0, 2, n))),
-        ));
+    let name = &query.questions[0].name;
+    Message {
+        header: Header {
+            id: query.header.id,
+            response: true,
+            opcode: query.header.opcode,
+            recursion_desired: true,
+            recursion_available: true,
+            ..Header::default()
+        },
+        questions: query.questions.clone(),
+        answers: (0..count)
+            .map(|n| Record::new(name.clone(), 60, RData::A(Ipv4Addr::new(192, 0, 2, n))))
+            .collect(),
+        ..Message::default()
     }
-    answer
 }
 
 /// A fake upstream on loopback: over UDP it answers with `udp_count` records (setting TC
@@ -148,18 +153,18 @@ async fn fake_upstream(udp_count: u8, truncate: bool, tcp_count: u8) -> SocketAd
         let mut buffer = vec![0; 65535];
         loop {
             let (len, peer) = udp.recv_from(&mut buffer).await.unwrap();
-            let query = Message::from_vec(&buffer[..len]).unwrap();
+            let query = Message::parse(&buffer[..len]).unwrap();
             let mut answer = upstream_answer(&query, udp_count);
-            answer.metadata.truncation = truncate;
-            udp.send_to(&answer.to_vec().unwrap(), peer).await.unwrap();
+            answer.header.truncated = truncate;
+            udp.send_to(&answer.encode().unwrap(), peer).await.unwrap();
         }
     });
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = tcp.accept().await.unwrap();
-            let query = Message::from_vec(&read_framed(&mut stream).await).unwrap();
+            let query = Message::parse(&read_framed(&mut stream).await).unwrap();
             let answer = upstream_answer(&query, tcp_count);
-            write_framed(&mut stream, &answer.to_vec().unwrap()).await;
+            write_framed(&mut stream, &answer.encode().unwrap()).await;
         }
     });
     address
@@ -172,13 +177,13 @@ async fn answers_the_zone_over_udp_and_tcp() {
     for answer in
         [ask_udp(server.address, &question).await, ask_tcp(server.address, &question).await]
     {
-        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-        assert!(answer.metadata.authoritative);
+        assert_eq!(answer.header.rcode, Rcode::NOERROR);
+        assert!(answer.header.authoritative);
         assert_eq!(addresses(&answer), ["10.43.0.1"]);
         assert!(answer.edns.is_none());
     }
     let missing = ask_udp(server.address, &query("nope.cluster.local.", RecordType::A, None)).await;
-    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(missing.header.rcode, Rcode::NXDOMAIN);
     assert_eq!(missing.authorities[0].record_type(), RecordType::SOA);
 
     // A new snapshot is served as soon as it is sent.
@@ -198,19 +203,19 @@ async fn truncates_udp_answers_to_the_clients_size() {
 
     // Without EDNS an answer must fit 512 bytes: 100 A records do not.
     let classic = ask_udp(server.address, &query(name, RecordType::A, None)).await;
-    assert!(classic.metadata.truncation);
+    assert!(classic.header.truncated);
     assert!(classic.answers.is_empty());
     assert!(classic.edns.is_none());
 
     // With EDNS and a 4096-byte payload they fit, and the answer carries an OPT record.
     let edns = ask_udp(server.address, &query(name, RecordType::A, Some(4096))).await;
-    assert!(!edns.metadata.truncation);
+    assert!(!edns.header.truncated);
     assert_eq!(edns.answers.len(), 100);
-    assert_eq!(edns.edns.map(|e| e.max_payload()), Some(1232));
+    assert_eq!(edns.edns.map(|e| e.payload), Some(1232));
 
     // A truncated answer keeps its OPT record; TCP carries the whole answer.
     let small = ask_udp(server.address, &query(name, RecordType::A, Some(600))).await;
-    assert!(small.metadata.truncation && small.edns.is_some());
+    assert!(small.header.truncated && small.edns.is_some());
     let tcp = ask_tcp(server.address, &query(name, RecordType::A, None)).await;
     assert_eq!(tcp.answers.len(), 100);
     server.shutdown().await;
@@ -224,8 +229,8 @@ async fn forwards_other_names() {
     for answer in
         [ask_udp(server.address, &question).await, ask_tcp(server.address, &question).await]
     {
-        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
-        assert!(!answer.metadata.authoritative);
+        assert_eq!(answer.header.rcode, Rcode::NOERROR);
+        assert!(!answer.header.authoritative);
         assert_eq!(addresses(&answer), ["192.0.2.0", "192.0.2.1"]);
     }
     server.shutdown().await;
@@ -236,14 +241,14 @@ async fn retries_truncated_upstream_answers_over_tcp() {
     let upstream = fake_upstream(0, true, 3).await;
     let server = Running::start(vec![upstream], Duration::from_secs(2)).await;
     let answer = ask_udp(server.address, &query("example.com.", RecordType::A, None)).await;
-    assert!(!answer.metadata.truncation);
+    assert!(!answer.header.truncated);
     assert_eq!(addresses(&answer), ["192.0.2.0", "192.0.2.1", "192.0.2.2"]);
 
     // When the full answer does not fit the client's size, the client gets TC in turn.
     let big = fake_upstream(0, true, 60).await;
     let server_big = Running::start(vec![big], Duration::from_secs(2)).await;
     let answer = ask_udp(server_big.address, &query("example.com.", RecordType::A, None)).await;
-    assert!(answer.metadata.truncation);
+    assert!(answer.header.truncated);
     let answer = ask_tcp(server_big.address, &query("example.com.", RecordType::A, None)).await;
     assert_eq!(answer.answers.len(), 60);
     server.shutdown().await;
@@ -257,8 +262,8 @@ async fn silent_upstreams_give_servfail() {
     let server =
         Running::start(vec![silent.local_addr().unwrap()], Duration::from_millis(200)).await;
     let answer = ask_udp(server.address, &query("example.com.", RecordType::A, None)).await;
-    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
-    assert_eq!(answer.queries, query("example.com.", RecordType::A, None).queries);
+    assert_eq!(answer.header.rcode, Rcode::SERVFAIL);
+    assert_eq!(answer.questions, query("example.com.", RecordType::A, None).questions);
 
     // A silent first upstream is skipped for the next one.
     let working = fake_upstream(1, false, 0).await;

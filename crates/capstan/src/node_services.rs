@@ -80,27 +80,10 @@ pub(crate) async fn spawn_dns(
         .collect();
     let config = capstan_dns::DnsConfig::new(vec![listen], upstreams);
     let dns_client = client.clone();
-    // capstan-dns's server future is not `Send` (it holds the resolver's non-Send state
-    // across awaits), so it runs on a thread of its own with a single-threaded runtime.
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("cluster-dns".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the cluster DNS runtime");
-                    return;
-                }
-            };
-            if let Err(error) = runtime.block_on(capstan_dns::run(dns_client, config, stop)) {
-                tracing::error!(%error, "the cluster DNS stopped");
-            }
-            let _ = done.send(());
-        })
-        .context("starting the cluster DNS thread")?;
     let task = tokio::spawn(async move {
-        let _ = finished.await;
+        if let Err(error) = capstan_dns::run(dns_client, config, stop).await {
+            tracing::error!(%error, "the cluster DNS stopped");
+        }
     });
     publish_dns_service(&client, listen, service_ip).await?;
     tracing::info!(%listen, service = %service_ip, "cluster DNS serving");
