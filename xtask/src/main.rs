@@ -1,6 +1,7 @@
 //! Capstan's developer tasks, run as `cargo xtask <task>`:
-//! - `up`: install missing system packages, build, start a one-node Capstan in the background;
-//! - `down`: stop what `up` started;
+//! - `up`: install missing system packages, build, start a Capstan in the background: one
+//!   node, or `--nodes N` on one machine (agents in network namespaces);
+//! - `down`: stop what `up` started and remove what it left (containers, namespaces, mounts);
 //! - `test`: install what the tests need, then formatting, lints and every test;
 //! - `bench store`: the datastore benchmark, embedded against etcd;
 //! - `bench api`: the API server benchmark, on the embedded datastore and on etcd;
@@ -21,8 +22,12 @@ use std::process::Command;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  up [--data-dir DIR]     install missing packages, build, start a one-node Capstan
-  down [--data-dir DIR]   stop the Capstan that `up` started
+  up [--data-dir DIR] [--nodes N]
+                          install missing packages, build, start Capstan: one node, or N
+                          on this machine (the server, and N-1 agents in network
+                          namespaces capstan-agent-1... on the bridge capstan0, 198.19.0.0/24)
+  down [--data-dir DIR]   stop what `up` started, agents first; remove its containers,
+                          namespaces, bridge and mounts (the data stays)
   test                    install what the tests need; run fmt, clippy and every test
   bench store             benchmark the embedded datastore against etcd, side by side
   bench api               benchmark the API server on the embedded datastore and on etcd
@@ -44,7 +49,10 @@ fn main() {
 fn run(args: &[String]) -> anyhow::Result<()> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["up", rest @ ..] => cluster::up(&data_dir(rest)?),
+        ["up", rest @ ..] => {
+            let (data_dir, nodes) = up_flags(rest)?;
+            cluster::up(&data_dir, nodes)
+        }
         ["down", rest @ ..] => cluster::down(&data_dir(rest)?),
         ["test"] => test::run(),
         ["bench", "store"] => bench::store(),
@@ -78,6 +86,29 @@ fn data_dir(args: &[&str]) -> anyhow::Result<PathBuf> {
         ["--data-dir", dir] => Ok(PathBuf::from(dir)),
         _ => bail!("unexpected arguments {args:?}\n\n{USAGE}"),
     }
+}
+
+/// `up`'s flags, in any order: `--data-dir DIR` and `--nodes N` (default 1).
+fn up_flags(args: &[&str]) -> anyhow::Result<(PathBuf, usize)> {
+    let mut rest: Vec<&str> = Vec::new();
+    let mut nodes = 1;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match *word {
+            "--nodes" => {
+                let value = words.next().context("--nodes needs a number")?;
+                nodes = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=cluster::MAX_NODES).contains(n))
+                    .with_context(|| {
+                        format!("--nodes {value}: expected 1 to {}", cluster::MAX_NODES)
+                    })?;
+            }
+            other => rest.push(other),
+        }
+    }
+    Ok((data_dir(&rest)?, nodes))
 }
 
 /// The workspace root (xtask's parent directory).

@@ -125,6 +125,7 @@ pub async fn run(
     };
     let cri = CriRuntime::connect(&socket).await?;
     let runtime: Arc<dyn Runtime> = Arc::new(cri);
+    wait_for_runtime(runtime.as_ref()).await?;
     import_images(&config, &socket, runtime.as_ref()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = crate::server::KubeletServerConfig {
@@ -196,6 +197,34 @@ pub async fn run(
 
 /// Imports the sandbox image (built from busybox-static) when the runtime lacks it, and
 /// every archive dropped in `<data-dir>/agent/images/` (air-gapped installs, as k3s).
+/// How long a starting runtime may take to answer (containerd's CRI plugin refuses calls
+/// with "server is not initialized yet" while it loads its state and recovers containers).
+const RUNTIME_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits until the runtime answers both of its services (a `Version` and an `ImageStatus`
+/// call), so that the first real calls do not race its start.
+async fn wait_for_runtime(runtime: &dyn crate::runtime::Runtime) -> Result<(), KubeletError> {
+    let deadline = tokio::time::Instant::now() + RUNTIME_START_TIMEOUT;
+    let mut logged = false;
+    loop {
+        let answered = match runtime.version().await {
+            Ok(_) => runtime.image_status(crate::image_archive::PAUSE_IMAGE).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match answered {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                if !logged {
+                    tracing::info!(%error, "waiting for the container runtime to serve");
+                    logged = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 async fn import_images(
     config: &KubeletConfig,
     socket: &std::path::Path,

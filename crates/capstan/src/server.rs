@@ -37,6 +37,11 @@ pub(crate) struct ServerArgs {
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
 
+    /// Extra names or addresses the API server's certificate is valid for (repeatable or
+    /// comma-separated), e.g. the address agents reach it at when it binds 0.0.0.0.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/capstan/capstan.yaml", env = "CAPSTAN_KUBECONFIG_OUTPUT")]
     write_kubeconfig: PathBuf,
@@ -145,7 +150,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let hostname =
         std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned());
-    let names = ServingNames::standard(hostname, &[args.bind_address]);
+    let names = serving_names(hostname, args.bind_address, &args.tls_san);
     let tls_dir = args.data_dir.join("server/tls");
     let tls = capstan_apiserver::ensure_tls(&tls_dir, &names)
         .context("preparing the API server's certificates")?;
@@ -289,6 +294,21 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The names the API server's certificate is valid for: the standard ones, the bind address
+/// when specific, and each `--tls-san` (an address or a DNS name).
+fn serving_names(hostname: Option<String>, bind: IpAddr, tls_san: &[String]) -> ServingNames {
+    let mut names = ServingNames::standard(hostname, &[bind]);
+    for san in tls_san {
+        match san.parse::<IpAddr>() {
+            Ok(ip) if !names.ips.contains(&ip) => names.ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !names.dns.contains(san) => names.dns.push(san.clone()),
+            Err(_) => {}
+        }
+    }
+    names
+}
+
 /// The kubelet of this server's own node.
 fn kubelet_config(
     args: &ServerArgs,
@@ -351,4 +371,20 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     let (first, last) = text.split_once('-').ok_or("expected first-last")?;
     let port = |p: &str| p.trim().parse::<u16>().map_err(|e| format!("{p:?}: {e}"));
     Ok((port(first)?, port(last)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_sans_add_addresses_and_names_once() {
+        let sans =
+            ["198.19.0.1", "capstan.example", "127.0.0.1", "capstan.example"].map(String::from);
+        let names = serving_names(None, IpAddr::from([0, 0, 0, 0]), &sans);
+        let ip: IpAddr = "198.19.0.1".parse().unwrap();
+        assert_eq!(names.ips.iter().filter(|a| **a == ip).count(), 1);
+        assert_eq!(names.ips.iter().filter(|a| a.is_loopback() && a.is_ipv4()).count(), 1);
+        assert_eq!(names.dns.iter().filter(|n| *n == "capstan.example").count(), 1);
+    }
 }
