@@ -198,6 +198,19 @@ spec:
             == "5")
     })?;
     let ready_at = std::time::Instant::now();
+    // When the EndpointSlice lists all 5 as ready: from then on it is the proxies' work.
+    cluster.wait_until(Duration::from_secs(30), "5 ready endpoints", || {
+        let ready = cluster.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+        ])?;
+        Ok(ready.split_whitespace().count() == 5)
+    })?;
+    let endpoints_at = std::time::Instant::now();
     let all = cluster.ok(&[
         "get",
         "pods",
@@ -210,12 +223,17 @@ spec:
         all.split_whitespace().map(str::to_owned).collect();
     let mut seen = std::collections::BTreeSet::new();
     cluster.wait_until(Duration::from_secs(30), "the ClusterIP to reach all 5 replicas", || {
-        seen.insert(fetch_from_host(&format!("http://{cluster_ip}/index.html"))?);
+        // A burst per look, so that seeing all 5 of a random choice takes little polling.
+        for _ in 0..10 {
+            seen.insert(fetch_from_host(&format!("http://{cluster_ip}/index.html"))?);
+        }
         Ok(all.iter().all(|n| seen.contains(n)))
     })?;
     eprintln!(
-        "all 5 replicas answered {:?} after the Deployment reported them ready",
-        ready_at.elapsed()
+        "all 5 replicas answered {:?} after the Deployment reported them ready, {:?} after \
+         the EndpointSlice listed them (both include this test's polling)",
+        ready_at.elapsed(),
+        endpoints_at.elapsed()
     );
     // A deleted pod leaves the rotation.
     // One of the new replicas, so that the pods used below stay.
