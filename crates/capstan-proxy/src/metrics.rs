@@ -135,9 +135,14 @@ mod tests {
     #[test]
     fn syncs_are_counted_by_kind() {
         let metrics = ProxyMetrics::default();
-        let full = SyncReport { kind: SyncKind::Full, script_bytes: 100, recovered: false };
-        let partial =
-            SyncReport { kind: SyncKind::Incremental, script_bytes: 10, recovered: false };
+        let full =
+            SyncReport { kind: SyncKind::Full, script_bytes: 100, elements: 0, recovered: false };
+        let partial = SyncReport {
+            kind: SyncKind::Incremental,
+            script_bytes: 10,
+            elements: 3,
+            recovered: false,
+        };
         metrics.observe(Some(&full), Duration::from_millis(20));
         metrics.observe(Some(&partial), Duration::from_millis(2));
         metrics.observe(None, Duration::from_millis(1));

@@ -33,6 +33,12 @@ fn hashed(text: &str) -> String {
     name
 }
 
+/// A number from `text`, the same in every run (the first slot a chain tries).
+pub(crate) fn slot_hint(text: &str) -> u32 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..4].iter().fold(0u32, |acc, byte| (acc << 8) | u32::from(*byte))
+}
+
 /// The readable identity of a service port, `namespace/name/protocol/port-name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServicePortNames {

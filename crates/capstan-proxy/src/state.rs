@@ -1,21 +1,27 @@
 //! The pure core: Services and EndpointSlices, with facts about this node, become a
 //! [`ProxyState`], the declarative content of the proxy's nftables tables.
 //!
-//! Only the parts that depend on objects are in the state (per-service chains, affinity sets,
-//! verdict map elements); the fixed skeleton of each table (base chains, `services`,
-//! `masquerading`, the maps' declarations) is a function of the family alone and is written by
-//! [`crate::script`]. Everything is kept in ordered maps, so two computations from the same
-//! objects are equal and render byte-for-byte the same script.
+//! Only the parts that depend on objects are in the state (per-service chains, endpoint maps,
+//! affinity sets, map and set elements); the fixed skeleton of each table (base chains,
+//! `services`, `masquerading`, the maps' declarations) is a function of the family and the
+//! cluster CIDRs alone and is written by [`crate::script`]. Everything is kept in ordered
+//! maps, so two computations from the same objects are equal and render byte-for-byte the
+//! same script.
+//!
+//! Each Service contributes a state of its own ([`ProxyState::for_service`]); the state of the
+//! whole node is the union of those, kept up to date one Service at a time by
+//! [`crate::desired::DesiredState`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::names::{EndpointNames, ServicePortNames};
+use crate::names::ServicePortNames;
 
 /// The label tying an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -28,6 +34,47 @@ pub(crate) const REJECT_CHAIN: &str = "reject-chain";
 
 /// The chain that marks packets for masquerading in `postrouting`.
 pub(crate) const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
+
+/// Endpoints are picked by a random number looked up in one of the `endpoints-PROTOCOL-N`
+/// maps of ranges: each policy chain owns a slot of `SLOT_WIDTH` numbers in one of them
+/// (`numgen random mod SLOT_WIDTH offset slot * SLOT_WIDTH`), and each of its endpoints a
+/// range of the slot. The modulus is fixed, so that endpoints coming and going change map elements
+/// only, never rules; being a power of two, the random numbers are exactly uniform, and
+/// ranges differ in size by at most one number in 65,536.
+pub(crate) const SLOT_WIDTH: u32 = 1 << 16;
+
+/// How many endpoint maps each table may have per protocol. The kernel finds a set by name
+/// in a list, walks a map's elements whenever a rule starts using it, and rebuilds its
+/// lookup tree on each change: a hundred-odd maps keep all of these small, so what a change
+/// costs barely grows with the number of Services.
+pub(crate) const ENDPOINT_SHARDS: u16 = 128;
+
+/// The name of endpoint map `shard` of `protocol`. The maps are per protocol because nft
+/// (1.0.6) describes a map's value with the protocol (`tcp dport`), and rejects a rule of
+/// another protocol using it.
+pub(crate) fn endpoints_map(protocol: Protocol, shard: u16) -> String {
+    format!("endpoints-{}-{shard}", protocol.nft())
+}
+
+/// The number of slots in each endpoint map: the last 2^16 numbers are left out, so that
+/// every range ends below 2^32 (an interval's end is stored as the number after it).
+pub(crate) const SLOTS: u16 = u16::MAX;
+
+/// The numbers endpoint `index` of `count` in `slot` receives, as an inclusive range;
+/// `None` when it would be empty (more than 65,536 endpoints).
+pub(crate) fn endpoint_range(slot: u16, index: usize, count: usize) -> Option<(u32, u32)> {
+    let offset = u32::from(slot) * SLOT_WIDTH;
+    let bound = |index: usize| {
+        let scaled = u64::from(SLOT_WIDTH) * index as u64 / count.max(1) as u64;
+        offset + u32::try_from(scaled).unwrap_or(SLOT_WIDTH)
+    };
+    let (start, end) = (bound(index), bound(index + 1));
+    (end > start).then(|| (start, end - 1))
+}
+
+/// Gives the endpoint map (shard) and slot of a policy chain of a family and protocol,
+/// `None` when none is left.
+pub type SlotFor<'a> = dyn FnMut(IpFamily, Protocol, &str) -> Option<(u16, u16)> + 'a;
 
 /// An IP family; each has its own nftables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +113,14 @@ impl IpFamily {
         match self {
             Self::V4 => "127.0.0.0/8",
             Self::V6 => "::1",
+        }
+    }
+
+    /// The multicast destinations, never masqueraded.
+    pub(crate) fn multicast(self) -> &'static str {
+        match self {
+            Self::V4 => "224.0.0.0/4",
+            Self::V6 => "ff00::/8",
         }
     }
 
@@ -135,8 +190,9 @@ pub struct NodeFacts {
     pub node_name: String,
     /// The families to write a table for.
     pub families: Vec<IpFamily>,
-    /// The pod networks: traffic to a ClusterIP from elsewhere is masqueraded, and pods
-    /// reaching an external destination of a `Local` service are short-circuited.
+    /// The pod networks: traffic to a ClusterIP from elsewhere is masqueraded, pods reaching
+    /// an external destination of a `Local` service are short-circuited, and pods' traffic
+    /// leaving the cluster is masqueraded.
     pub cluster_cidrs: Vec<Cidr>,
 }
 
@@ -169,7 +225,7 @@ impl NodeFacts {
 
     /// The cluster CIDRs of `family`, as an nftables value (`10.0.0.0/8` or `{ a, b }`);
     /// `None` when there are none, and so nothing to tell pods from other sources.
-    fn cluster_cidrs_of(&self, family: IpFamily) -> Option<String> {
+    pub(crate) fn cluster_cidrs_of(&self, family: IpFamily) -> Option<String> {
         let cidrs: Vec<String> = self
             .cluster_cidrs
             .iter()
@@ -180,6 +236,86 @@ impl NodeFacts {
             [] => None,
             [one] => Some(one.clone()),
             many => Some(format!("{{ {} }}", many.join(", "))),
+        }
+    }
+}
+
+/// A Service's `namespace/name`: the unit in which the state is recomputed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey(Arc<str>);
+
+impl ServiceKey {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self(Arc::from(format!("{namespace}/{name}")))
+    }
+
+    /// The key of `service`.
+    pub fn of_service(service: &Service) -> Self {
+        let metadata = &service.metadata;
+        Self::new(
+            metadata.namespace.as_deref().unwrap_or_default(),
+            metadata.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The Service's namespace.
+    pub fn namespace(&self) -> &str {
+        self.0.split_once('/').map_or("", |(namespace, _)| namespace)
+    }
+
+    /// The Service's name.
+    pub fn name(&self) -> &str {
+        self.0.split_once('/').map_or(&*self.0, |(_, name)| name)
+    }
+
+    /// The Service `slice` belongs to (its `kubernetes.io/service-name` label), if any.
+    pub fn of_slice(slice: &EndpointSlice) -> Option<Self> {
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = slice.metadata.labels.as_ref()?;
+        labels.get(SERVICE_NAME_LABEL).map(|service| Self::new(namespace, service))
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A transport protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// `TCP` (the default), `UDP`, `SCTP`; `None` for anything else.
+    fn parse(protocol: Option<&str>) -> Option<Self> {
+        match protocol.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The name nftables uses.
+    pub fn nft(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Sctp => 132,
         }
     }
 }
@@ -227,29 +363,104 @@ impl VerdictMap {
     }
 }
 
+/// The key of a verdict map element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MapKey {
+    /// `address . protocol . port` ([`VerdictMap::ServiceIps`], [`VerdictMap::NoEndpointServices`]).
+    Address(IpAddr, Protocol, u16),
+    /// `protocol . port` ([`VerdictMap::ServiceNodePorts`], [`VerdictMap::NoEndpointNodePorts`]).
+    Port(Protocol, u16),
+}
+
+impl fmt::Display for MapKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Address(ip, protocol, port) => write!(f, "{ip} . {} . {port}", protocol.nft()),
+            Self::Port(protocol, port) => write!(f, "{} . {port}", protocol.nft()),
+        }
+    }
+}
+
+/// The value of a verdict map element.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// Continue in the named chain.
+    Goto(String),
+    Drop,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Goto(chain) => write!(f, "goto {chain}"),
+            Self::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+/// The endpoints a policy chain picks from, and its slot of an endpoint map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSlot {
+    /// The map: [`endpoints_map`]`(protocol, shard)`.
+    pub protocol: Protocol,
+    pub shard: u16,
+    pub slot: u16,
+    /// In order: endpoint `i` of `n` owns [`endpoint_range`]`(slot, i, n)`.
+    pub backends: Vec<Backend>,
+}
+
+/// The address and port a connection is DNATed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for Backend {
+    /// As the data of an endpoint map element: `10.0.0.1 . 8080`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} . {}", self.ip, self.port)
+    }
+}
+
 /// The object-dependent content of one family's table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableState {
-    /// Per-service and per-endpoint chains, by name, with their rules in order.
+    /// Per-service (and, for session affinity, per-endpoint) chains, by name, with their
+    /// rules in order.
     pub chains: BTreeMap<String, Vec<String>>,
     /// Session-affinity sets, by name, with their timeout in seconds.
     pub affinity_sets: BTreeMap<String, u32>,
+    /// The endpoints of each policy chain that picks them by random number, by chain.
+    pub endpoint_slots: BTreeMap<String, EndpointSlot>,
     /// Verdict map elements: key (`10.96.0.1 . tcp . 443`) to verdict (`goto service-…`).
-    pub maps: BTreeMap<VerdictMap, BTreeMap<String, String>>,
+    pub maps: BTreeMap<VerdictMap, BTreeMap<MapKey, Verdict>>,
+    /// Endpoint addresses: a connection DNATed from one of them to itself (hairpin) is
+    /// masqueraded, so that the reply comes back through this node.
+    pub hairpin: BTreeSet<IpAddr>,
 }
 
 impl TableState {
-    fn add_element(&mut self, map: VerdictMap, key: String, verdict: String) {
+    fn add_element(&mut self, map: VerdictMap, key: MapKey, verdict: Verdict) {
         self.maps.entry(map).or_default().insert(key, verdict);
     }
 
     /// The elements of `map` (empty when it has none).
-    pub fn elements(&self, map: VerdictMap) -> impl Iterator<Item = (&String, &String)> {
+    pub fn elements(&self, map: VerdictMap) -> impl Iterator<Item = (&MapKey, &Verdict)> {
         self.maps.get(&map).into_iter().flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+            && self.affinity_sets.is_empty()
+            && self.endpoint_slots.is_empty()
+            && self.maps.values().all(BTreeMap::is_empty)
+            && self.hairpin.is_empty()
     }
 }
 
-/// The desired content of every table the proxy owns.
+/// The desired content of every table the proxy owns, or the part of it one Service
+/// contributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProxyState {
     pub tables: BTreeMap<IpFamily, TableState>,
@@ -264,31 +475,44 @@ impl ProxyState {
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
         node: &NodeFacts,
     ) -> Self {
-        let mut slices_by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for slice in slices {
-            let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
-            let labels = slice.metadata.labels.as_ref();
-            if let Some(service) = labels.and_then(|labels| labels.get(SERVICE_NAME_LABEL)) {
-                slices_by_service.entry((namespace, service.as_str())).or_default().push(slice);
+        let mut desired = crate::desired::DesiredState::new(node.clone());
+        desired.replace_all(services, slices);
+        desired.into_state()
+    }
+
+    /// What `service` contributes, given its `slices` (slices of other services are
+    /// ignored) and the slots of its policy chains (`slot_for`). Empty when it contributes
+    /// nothing.
+    pub fn for_service(
+        service: &Service,
+        slices: &[&EndpointSlice],
+        node: &NodeFacts,
+        slot_for: &mut SlotFor<'_>,
+    ) -> ProxyState {
+        let key = ServiceKey::of_service(service);
+        let slices: Vec<&EndpointSlice> = slices
+            .iter()
+            .copied()
+            .filter(|slice| ServiceKey::of_slice(slice).as_ref() == Some(&key))
+            .collect();
+        let mut tables = BTreeMap::new();
+        for family in &node.families {
+            let Some(view) = ServiceView::new(service, *family) else { continue };
+            let mut table = TableState::default();
+            for port in view.ports {
+                let Some(port) = ServicePortView::new(&view, port) else { continue };
+                let endpoints = port_endpoints(&slices, *family, &port, &node.node_name);
+                add_service_port(&mut table, &port, &endpoints, node, *family, slot_for);
+            }
+            if !table.is_empty() {
+                tables.insert(*family, table);
             }
         }
-        let mut tables: BTreeMap<IpFamily, TableState> =
-            node.families.iter().map(|family| (*family, TableState::default())).collect();
-        for service in services {
-            let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
-            let name = service.metadata.name.as_deref().unwrap_or_default();
-            let slices =
-                slices_by_service.get(&(namespace, name)).map(Vec::as_slice).unwrap_or(&[]);
-            for (family, table) in &mut tables {
-                let Some(view) = ServiceView::new(service, *family) else { continue };
-                for port in view.ports {
-                    let Some(port) = ServicePortView::new(&view, port) else { continue };
-                    let endpoints = port_endpoints(slices, *family, &port, &node.node_name);
-                    add_service_port(table, &port, &endpoints, node, *family);
-                }
-            }
-        }
-        Self { tables }
+        ProxyState { tables }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.values().all(TableState::is_empty)
     }
 }
 
@@ -362,8 +586,7 @@ impl<'a> ServiceView<'a> {
 struct ServicePortView<'a> {
     service: &'a ServiceView<'a>,
     port_name: &'a str,
-    /// `tcp`, `udp` or `sctp`.
-    protocol: &'static str,
+    protocol: Protocol,
     port: u16,
     node_port: Option<u16>,
     names: ServicePortNames,
@@ -371,7 +594,7 @@ struct ServicePortView<'a> {
 
 impl<'a> ServicePortView<'a> {
     fn new(service: &'a ServiceView<'a>, port: &'a ServicePort) -> Option<Self> {
-        let protocol = protocol_of(port.protocol.as_deref())?;
+        let protocol = Protocol::parse(port.protocol.as_deref())?;
         let port_name = port.name.as_deref().unwrap_or_default();
         Some(Self {
             service,
@@ -382,37 +605,30 @@ impl<'a> ServicePortView<'a> {
                 .node_port
                 .and_then(|port| u16::try_from(port).ok())
                 .filter(|port| *port != 0),
-            names: ServicePortNames::new(service.namespace, service.name, protocol, port_name),
+            names: ServicePortNames::new(
+                service.namespace,
+                service.name,
+                protocol.nft(),
+                port_name,
+            ),
         })
     }
 
     /// The key of `ip` in the `service-ips`-shaped maps.
-    fn ip_key(&self, ip: IpAddr) -> String {
-        format!("{ip} . {} . {}", self.protocol, self.port)
-    }
-}
-
-/// `TCP` (the default), `UDP`, `SCTP` in nftables' spelling; `None` for anything else.
-fn protocol_of(protocol: Option<&str>) -> Option<&'static str> {
-    match protocol.unwrap_or("TCP") {
-        "TCP" => Some("tcp"),
-        "UDP" => Some("udp"),
-        "SCTP" => Some("sctp"),
-        _ => None,
+    fn ip_key(&self, ip: IpAddr) -> MapKey {
+        MapKey::Address(ip, self.protocol, self.port)
     }
 }
 
 /// One endpoint of a service port, as the proxy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Endpoint {
-    ip: IpAddr,
-    port: u16,
+    backend: Backend,
     local: bool,
     ready: bool,
     /// Terminating but still serving: used only when no endpoint is ready (upstream's
     /// fallback, so that connections keep working during a rolling update).
     serving_terminating: bool,
-    names: EndpointNames,
 }
 
 /// The endpoints of `port` in `slices` of `family`, each address once, in address order.
@@ -422,11 +638,11 @@ fn port_endpoints(
     port: &ServicePortView<'_>,
     node_name: &str,
 ) -> Vec<Endpoint> {
-    let mut endpoints: BTreeMap<(IpAddr, u16), Endpoint> = BTreeMap::new();
+    let mut endpoints: BTreeMap<Backend, Endpoint> = BTreeMap::new();
     for slice in slices.iter().filter(|slice| slice.address_type == family.slice_address_type()) {
         let slice_port = slice.ports.iter().flatten().find(|slice_port| {
             slice_port.name.as_deref().unwrap_or_default() == port.port_name
-                && protocol_of(slice_port.protocol.as_deref()) == Some(port.protocol)
+                && Protocol::parse(slice_port.protocol.as_deref()) == Some(port.protocol)
         });
         let Some(number) = slice_port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok())
         else {
@@ -446,13 +662,12 @@ fn port_endpoints(
             let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
             let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            endpoints.entry((ip, number)).or_insert_with(|| Endpoint {
-                ip,
-                port: number,
+            let backend = Backend { ip, port: number };
+            endpoints.entry(backend).or_insert_with(|| Endpoint {
+                backend,
                 local: endpoint.node_name.as_deref() == Some(node_name),
                 ready,
                 serving_terminating: serving && terminating,
-                names: port.names.endpoint(ip, number),
             });
         }
     }
@@ -468,14 +683,20 @@ fn usable<'e>(candidates: impl Iterator<Item = &'e Endpoint> + Clone) -> Vec<&'e
     candidates.filter(|endpoint| endpoint.serving_terminating).collect()
 }
 
-/// Writes the chains, sets and map elements of one service port into `table`, following
+/// Writes the chains, maps and elements of one service port into `table`, following
 /// upstream's `syncProxyRules`.
+///
+/// The chains depend on the Service alone (and on its endpoints only under session
+/// affinity): whether endpoints exist decides map elements, not rules, so that endpoints
+/// coming and going are written as element changes, which nftables applies without loading
+/// or re-validating the ruleset.
 fn add_service_port(
     table: &mut TableState,
     port: &ServicePortView<'_>,
     endpoints: &[Endpoint],
     node: &NodeFacts,
     family: IpFamily,
+    slot_for: &mut SlotFor<'_>,
 ) {
     let service = port.service;
     let ipx = family.nft();
@@ -502,15 +723,18 @@ fn add_service_port(
     } else {
         (&cluster_chain, has_any)
     };
-    let uses_external_chain = has_any && externally_accessible;
     // Without any endpoint, clients learn it at once (reject); with endpoints elsewhere only,
     // a `Local` policy drops what it cannot serve here.
     let no_endpoint_verdict =
-        if has_any { "drop".to_owned() } else { format!("goto {REJECT_CHAIN}") };
+        if has_any { Verdict::Drop } else { Verdict::Goto(REJECT_CHAIN.to_owned()) };
 
     let cluster_key = port.ip_key(service.cluster_ip);
     if has_internal {
-        table.add_element(VerdictMap::ServiceIps, cluster_key, format!("goto {internal_chain}"));
+        table.add_element(
+            VerdictMap::ServiceIps,
+            cluster_key,
+            Verdict::Goto(internal_chain.clone()),
+        );
     } else {
         table.add_element(VerdictMap::NoEndpointServices, cluster_key, no_endpoint_verdict.clone());
     }
@@ -519,7 +743,7 @@ fn add_service_port(
             table.add_element(
                 VerdictMap::ServiceIps,
                 port.ip_key(*ip),
-                format!("goto {external_chain}"),
+                Verdict::Goto(external_chain.clone()),
             );
         }
         if !has_external {
@@ -531,12 +755,12 @@ fn add_service_port(
         }
     }
     if let Some(node_port) = port.node_port {
-        let key = format!("{} . {node_port}", port.protocol);
+        let key = MapKey::Port(port.protocol, node_port);
         if has_any {
             table.add_element(
                 VerdictMap::ServiceNodePorts,
-                key.clone(),
-                format!("goto {external_chain}"),
+                key,
+                Verdict::Goto(external_chain.clone()),
             );
         }
         if !has_external {
@@ -545,17 +769,18 @@ fn add_service_port(
     }
 
     let cluster_cidrs = node.cluster_cidrs_of(family);
-    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if has_internal && let Some(cidrs) = &cluster_cidrs {
+    if let Some(cidrs) = &cluster_cidrs {
         // Traffic to the ClusterIP from outside the pod network (a node, a routed client) is
         // masqueraded so that replies come back through this node to be un-DNATed.
-        chains.entry(internal_chain.clone()).or_default().push(format!(
+        table.chains.entry(internal_chain.clone()).or_default().push(format!(
             "{ipx} daddr {} {} dport {} {ipx} saddr != {cidrs} jump {MARK_MASQ_CHAIN}",
-            service.cluster_ip, port.protocol, port.port
+            service.cluster_ip,
+            port.protocol.nft(),
+            port.port
         ));
     }
-    if uses_external_chain {
-        let rules = chains.entry(external_chain.clone()).or_default();
+    if externally_accessible {
+        let rules = table.chains.entry(external_chain).or_default();
         if service.external_local {
             // Pods and the host itself reach external destinations as if through an outside
             // load balancer: any endpoint, not only local ones. The host's traffic has a
@@ -569,56 +794,72 @@ fn add_service_port(
             // The endpoint may be on another node: masquerade so replies return here.
             rules.push(format!("jump {MARK_MASQ_CHAIN}"));
         }
-        if has_external {
-            rules.push(format!("goto {external_policy_chain}"));
-        }
+        rules.push(format!("goto {external_policy_chain}"));
     }
-    if !cluster_endpoints.is_empty() {
-        let rules = chains.entry(cluster_chain.clone()).or_default();
-        endpoint_selection(rules, &cluster_endpoints, service.affinity_seconds.is_some(), ipx);
+    if uses_cluster {
+        add_policy_chain(table, port, &cluster_chain, &cluster_endpoints, family, slot_for);
     }
-    if !local_endpoints.is_empty() {
-        let rules = chains.entry(local_chain.clone()).or_default();
-        endpoint_selection(rules, &local_endpoints, service.affinity_seconds.is_some(), ipx);
+    if uses_local {
+        add_policy_chain(table, port, &local_chain, &local_endpoints, family, slot_for);
     }
-    let reachable: BTreeMap<&str, &Endpoint> = cluster_endpoints
-        .iter()
-        .chain(&local_endpoints)
-        .map(|endpoint| (endpoint.names.chain.as_str(), *endpoint))
-        .collect();
-    for endpoint in reachable.values() {
-        let mut rules = vec![format!("{ipx} saddr {} jump {MARK_MASQ_CHAIN}", endpoint.ip)];
-        if let Some(seconds) = service.affinity_seconds {
-            table.affinity_sets.insert(endpoint.names.affinity_set.clone(), seconds);
-            rules.push(format!("update @{} {{ {ipx} saddr }}", endpoint.names.affinity_set));
-        }
-        let destination = match endpoint.ip {
-            IpAddr::V4(ip) => format!("{ip}:{}", endpoint.port),
-            IpAddr::V6(ip) => format!("[{ip}]:{}", endpoint.port),
-        };
-        rules.push(format!("meta l4proto {} dnat to {destination}", port.protocol));
-        chains.insert(endpoint.names.chain.clone(), rules);
-    }
-    table.chains.extend(chains);
+    table.hairpin.extend(cluster_endpoints.iter().chain(&local_endpoints).map(|e| e.backend.ip));
 }
 
-/// The rules of a policy chain: the remembered endpoint of a client first (session
-/// affinity), then a random pick among `endpoints`.
-fn endpoint_selection(rules: &mut Vec<String>, endpoints: &[&Endpoint], affinity: bool, ipx: &str) {
-    if affinity {
-        for endpoint in endpoints {
-            rules.push(format!(
-                "{ipx} saddr @{} goto {}",
-                endpoint.names.affinity_set, endpoint.names.chain
-            ));
-        }
+/// The endpoint selection of a policy chain (`service-…` or `local-…`) among `endpoints`:
+/// a random number of the chain's slot looked up in its endpoint map, which DNATs; or, with
+/// session affinity, upstream's per-endpoint chains, which remember each client in a set. A
+/// chain without a slot (all of its endpoint map taken) picks no endpoint.
+fn add_policy_chain(
+    table: &mut TableState,
+    port: &ServicePortView<'_>,
+    chain: &str,
+    endpoints: &[&Endpoint],
+    family: IpFamily,
+    slot_for: &mut SlotFor<'_>,
+) {
+    let ipx = family.nft();
+    let protocol = port.protocol.nft();
+    let Some(seconds) = port.service.affinity_seconds else {
+        let rules = table.chains.entry(chain.to_owned()).or_default();
+        let Some((shard, slot)) = slot_for(family, port.protocol, chain) else { return };
+        let offset = u32::from(slot) * SLOT_WIDTH;
+        rules.push(format!(
+            "meta l4proto {protocol} dnat {ipx} addr . port to numgen random mod {SLOT_WIDTH} offset {offset} map @{}",
+            endpoints_map(port.protocol, shard)
+        ));
+        let backends = endpoints.iter().map(|endpoint| endpoint.backend).collect();
+        let slot = EndpointSlot { protocol: port.protocol, shard, slot, backends };
+        table.endpoint_slots.insert(chain.to_owned(), slot);
+        return;
+    };
+    let names: Vec<_> =
+        endpoints.iter().map(|e| port.names.endpoint(e.backend.ip, e.backend.port)).collect();
+    let rules = table.chains.entry(chain.to_owned()).or_default();
+    for names in &names {
+        rules.push(format!("{ipx} saddr @{} goto {}", names.affinity_set, names.chain));
     }
-    let choices: Vec<String> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(index, endpoint)| format!("{index} : goto {}", endpoint.names.chain))
-        .collect();
-    rules.push(format!("numgen random mod {} vmap {{ {} }}", endpoints.len(), choices.join(", ")));
+    if !names.is_empty() {
+        let choices: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(index, names)| format!("{index} : goto {}", names.chain))
+            .collect();
+        rules.push(format!("numgen random mod {} vmap {{ {} }}", names.len(), choices.join(", ")));
+    }
+    for (endpoint, names) in endpoints.iter().zip(&names) {
+        table.affinity_sets.insert(names.affinity_set.clone(), seconds);
+        let destination = match endpoint.backend.ip {
+            IpAddr::V4(ip) => format!("{ip}:{}", endpoint.backend.port),
+            IpAddr::V6(ip) => format!("[{ip}]:{}", endpoint.backend.port),
+        };
+        table.chains.insert(
+            names.chain.clone(),
+            vec![
+                format!("update @{} {{ {ipx} saddr }}", names.affinity_set),
+                format!("meta l4proto {protocol} dnat to {destination}"),
+            ],
+        );
+    }
 }
 
 #[cfg(test)]
