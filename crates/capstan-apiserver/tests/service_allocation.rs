@@ -26,11 +26,7 @@ const SERVICES: &str = "/api/v1/namespaces/default/services";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_distinct_addresses_and_ports() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let tls =
-        capstan_apiserver::ensure_tls(&dir.path().join("tls"), &ServingNames::standard(None, &[]))?;
-    let store =
-        capstan_store::open(&DatastoreEndpoint::Sqlite(dir.path().join("state.db")), "/registry")
-            .await?;
+    let (tls, store) = tls_and_store(dir.path()).await?;
     let first = start(&store, &tls).await?;
     let client = Client::new(first.local_addr(), &tls)?;
 
@@ -175,15 +171,8 @@ async fn services_get_distinct_addresses_and_ports() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_node_port_range_is_the_range() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let tls =
-        capstan_apiserver::ensure_tls(&dir.path().join("tls"), &ServingNames::standard(None, &[]))?;
-    let store =
-        capstan_store::open(&DatastoreEndpoint::Sqlite(dir.path().join("state.db")), "/registry")
-            .await?;
-    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut config = ApiServerConfig::new(listen, tls.clone(), Arc::clone(&store));
-    config.node_port_range = (20000, 20010);
-    let server = ApiServer::start(config).await?;
+    let (tls, store) = tls_and_store(dir.path()).await?;
+    let server = start_with_node_ports(&store, &tls, (20000, 20010)).await?;
     let client = Client::new(server.local_addr(), &tls)?;
     let node_port = |name: &str, port: Option<u16>| {
         let mut spec_port = json!({"port": 80});
@@ -207,9 +196,27 @@ async fn a_custom_node_port_range_is_the_range() -> Result<()> {
     Ok(())
 }
 
+/// The serving certificates and an embedded datastore, both under `dir`.
+async fn tls_and_store(dir: &std::path::Path) -> Result<(TlsMaterial, Arc<dyn Store>)> {
+    let tls = capstan_apiserver::ensure_tls(&dir.join("tls"), &ServingNames::standard(None, &[]))?;
+    let store =
+        capstan_store::open(&DatastoreEndpoint::Sqlite(dir.join("state.db")), "/registry").await?;
+    Ok((tls, store))
+}
+
 async fn start(store: &Arc<dyn Store>, tls: &TlsMaterial) -> Result<ApiServer> {
+    start_with_node_ports(store, tls, capstan_apiserver::DEFAULT_NODE_PORT_RANGE).await
+}
+
+async fn start_with_node_ports(
+    store: &Arc<dyn Store>,
+    tls: &TlsMaterial,
+    node_port_range: (u16, u16),
+) -> Result<ApiServer> {
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    Ok(ApiServer::start(ApiServerConfig::new(listen, tls.clone(), Arc::clone(store))).await?)
+    let mut config = ApiServerConfig::new(listen, tls.clone(), Arc::clone(store));
+    config.node_port_range = node_port_range;
+    Ok(ApiServer::start(config).await?)
 }
 
 fn cluster_ip(name: &str, ip: Option<&str>) -> Value {

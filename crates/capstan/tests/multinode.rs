@@ -9,18 +9,15 @@ use anyhow::{Result, ensure};
 use std::time::Duration;
 use support::multinode::MultiNode;
 
-#[test]
-fn pods_on_three_nodes_reach_each_other() -> Result<()> {
-    let cluster = MultiNode::start(2, 0)?;
-    let manifest = cluster.manifest(
-        "web.yaml",
-        &format!(
-            r#"
+/// A busybox httpd Deployment `web` of `replicas` spread over the nodes, each running `script`.
+fn web_deployment(replicas: u32, script: &str) -> String {
+    format!(
+        r#"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web}}
 spec:
-  replicas: 3
+  replicas: {replicas}
   selector: {{matchLabels: {{app: web}}}}
   template:
     metadata: {{labels: {{app: web}}}}
@@ -34,10 +31,18 @@ spec:
       containers:
       - name: web
         image: {image}
-        command: [sh, -c, 'hostname > /tmp/index.html; exec httpd -f -p 80 -h /tmp']
+        command: [sh, -c, {script:?}]
 "#,
-            image = MultiNode::busybox()
-        ),
+        image = MultiNode::busybox()
+    )
+}
+
+#[test]
+fn pods_on_three_nodes_reach_each_other() -> Result<()> {
+    let cluster = MultiNode::start(2, 0)?;
+    let manifest = cluster.manifest(
+        "web.yaml",
+        &web_deployment(3, "hostname > /tmp/index.html; exec httpd -f -p 80 -h /tmp"),
     )?;
     cluster.ok(&["apply", "-f", &manifest])?;
     let running = cluster.wait_until(Duration::from_secs(90), "3 running replicas", || {
@@ -277,41 +282,17 @@ fn dual_stack_pods_and_services_across_nodes() -> Result<()> {
                   printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' \
                   > /tmp/www/cgi-bin/peer; chmod +x /tmp/www/cgi-bin/peer; \
                   exec httpd -f -p 80 -h /tmp/www";
-    let manifest = cluster.manifest(
-        "web.yaml",
-        &format!(
-            r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      topologySpreadConstraints:
-      - maxSkew: 1
-        topologyKey: kubernetes.io/hostname
-        whenUnsatisfiable: DoNotSchedule
-        labelSelector: {{matchLabels: {{app: web}}}}
-      containers:
-      - name: web
-        image: {image}
-        command: [sh, -c, {script:?}]
----
+    let service = "
 apiVersion: v1
 kind: Service
-metadata: {{name: web}}
+metadata: {name: web}
 spec:
   ipFamilyPolicy: RequireDualStack
-  selector: {{app: web}}
-  ports: [{{port: 80}}]
-"#,
-            image = MultiNode::busybox()
-        ),
-    )?;
+  selector: {app: web}
+  ports: [{port: 80}]
+";
+    let manifest =
+        cluster.manifest("web.yaml", &format!("{}---{service}", web_deployment(2, script)))?;
     cluster.ok(&["apply", "-f", &manifest])?;
     cluster.wait_until(Duration::from_secs(90), "2 ready replicas", || {
         Ok(cluster.ok(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"])?
